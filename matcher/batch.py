@@ -1,0 +1,336 @@
+"""Streaming batch matching: shopper files in, pairings out, bad rows reported, memory flat.
+
+Input is CSV (``id`` and ``text`` columns by default) or JSON Lines; output is
+CSV or JSON Lines, chosen by extension. Rows are read, matched in encoder
+batches and written one batch at a time, so a million-row file needs no more
+memory than a few hundred rows. A bad row (blank text, invalid UTF-8, broken
+JSON...) is reported with its line number and skipped; the batch goes on.
+Bad-row reports never include the shopper's text, which is personal data.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from .errors import BatchInputError, InputError
+from .matching import DEFAULT_TOP_K, Match, Matcher, validate_text
+
+#: Cells starting with these are run as formulas by spreadsheet programs.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+DEFAULT_BATCH_SIZE = 64
+#: Bad rows kept in memory for the summary; the rest are only counted (and
+#: all are written to the rejects file by the CLI).
+MAX_KEPT_BAD_ROWS = 1000
+
+
+@dataclass(frozen=True)
+class ShopperRow:
+    """A readable input row. ``line`` is the 1-based line where the row ends."""
+
+    line: int
+    id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class BadRow:
+    """An input row that could not be matched, and why (without its text)."""
+
+    line: int
+    id: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A shopper row and its matches, best first."""
+
+    row: ShopperRow
+    matches: list[Match]
+
+
+@dataclass
+class BatchSummary:
+    """Counts for the whole batch, and the first bad rows."""
+
+    matched: int = 0
+    bad: int = 0
+    bad_rows: list[BadRow] = field(default_factory=list)
+
+    def add_bad(self, row: BadRow) -> None:
+        self.bad += 1
+        if len(self.bad_rows) < MAX_KEPT_BAD_ROWS:
+            self.bad_rows.append(row)
+
+
+def input_format(path: str | Path) -> str:
+    """``"csv"`` or ``"jsonl"`` from a file name, or :class:`BatchInputError`."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    raise BatchInputError(
+        f"{Path(path).name}: unknown file type {suffix or '(none)'!r}; use .csv or .jsonl"
+    )
+
+
+def count_lines(path: str | Path) -> int:
+    """Lines in ``path``, counted in binary chunks: a cheap total for a progress bar."""
+    count = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            count += chunk.count(b"\n")
+    return count
+
+
+def read_shoppers(
+    path: str | Path, *, id_column: str = "id", text_column: str = "text"
+) -> Iterator[ShopperRow | BadRow]:
+    """Stream the rows of a CSV or JSON Lines file.
+
+    Yields a :class:`ShopperRow` for each usable row and a :class:`BadRow` for each
+    row that is not; wholly empty rows are skipped.
+
+    Raises:
+        BatchInputError: the file cannot be read at all (missing, unknown type,
+            missing column, undecodable header).
+    """
+    path = Path(path)
+    fmt = input_format(path)
+    try:
+        # surrogateescape keeps undecodable bytes, so one bad row is reported
+        # and skipped instead of aborting the whole file.
+        handle = open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    except OSError as exc:
+        raise BatchInputError(f"cannot read {path}: {exc.strerror}") from exc
+    with handle:
+        if fmt == "csv":
+            yield from _read_csv(handle, path, id_column, text_column)
+        else:
+            yield from _read_jsonl(handle, id_column, text_column)
+
+
+def _read_csv(
+    handle: IO[str], path: Path, id_column: str, text_column: str
+) -> Iterator[ShopperRow | BadRow]:
+    dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
+    reader = csv.reader(handle, dialect=dialect)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise BatchInputError(f"{path.name}: the file is empty") from None
+    except csv.Error as exc:
+        raise BatchInputError(f"{path.name}: line 1: {exc}") from exc
+    if _has_surrogates("".join(header)):
+        raise BatchInputError(f"{path.name}: line 1: the header is not valid UTF-8")
+    columns = [name.strip() for name in header]
+    missing = [c for c in (id_column, text_column) if c not in columns]
+    if missing:
+        raise BatchInputError(
+            f"{path.name}: no {' or '.join(repr(c) for c in missing)} column; "
+            f"the columns are {', '.join(repr(c) for c in columns)} "
+            "(choose others with --id-column / --text-column)"
+        )
+    id_at, text_at = columns.index(id_column), columns.index(text_column)
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield BadRow(reader.line_num, None, f"unreadable CSV: {exc}")
+            continue
+        line = reader.line_num
+        if not any(cell.strip() for cell in cells):
+            continue
+        shopper_id = cells[id_at].strip() if id_at < len(cells) else ""
+        text = cells[text_at] if text_at < len(cells) else ""
+        yield _checked(line, shopper_id, text)
+
+
+def _read_jsonl(handle: IO[str], id_column: str, text_column: str) -> Iterator[ShopperRow | BadRow]:
+    for line_number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        if _has_surrogates(line):
+            yield BadRow(line_number, None, "not valid UTF-8")
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield BadRow(line_number, None, f"not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(record, dict):
+            yield BadRow(line_number, None, "not a JSON object")
+            continue
+        raw_id = record.get(id_column)
+        shopper_id = "" if raw_id is None else str(raw_id).strip()
+        text = record.get(text_column)
+        if text is not None and not isinstance(text, str):
+            yield BadRow(line_number, shopper_id or None, f"{text_column!r} is not a string")
+            continue
+        yield _checked(line_number, shopper_id, text or "")
+
+
+def _checked(line: int, shopper_id: str, text: str) -> ShopperRow | BadRow:
+    if _has_surrogates(shopper_id) or _has_surrogates(text):
+        return BadRow(line, None, "not valid UTF-8")
+    if not shopper_id:
+        return BadRow(line, None, "id is blank")
+    try:
+        return ShopperRow(line, shopper_id, validate_text(text))
+    except InputError as exc:
+        return BadRow(line, shopper_id, str(exc))
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def match_rows(
+    matcher: Matcher,
+    rows: Iterable[ShopperRow | BadRow],
+    *,
+    k: int = DEFAULT_TOP_K,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Iterator[Paired | BadRow]:
+    """Match a stream of rows in encoder batches, keeping input order.
+
+    Bad rows pass through at their place in the stream; a text the matcher
+    rejects becomes a bad row too.
+    """
+    k = matcher.check_k(k)
+    pending: list[ShopperRow | BadRow] = []
+    good = 0
+    for row in rows:
+        pending.append(row)
+        if isinstance(row, ShopperRow):
+            good += 1
+            if good >= batch_size:
+                yield from _flush(matcher, pending, k)
+                pending, good = [], 0
+    yield from _flush(matcher, pending, k)
+
+
+def _flush(
+    matcher: Matcher, pending: list[ShopperRow | BadRow], k: int
+) -> Iterator[Paired | BadRow]:
+    shoppers = [row for row in pending if isinstance(row, ShopperRow)]
+    results = iter(matcher.match_many([row.text for row in shoppers], k))
+    for row in pending:
+        if isinstance(row, ShopperRow):
+            yield Paired(row, next(results))
+        else:
+            yield row
+
+
+class PairingWriter(Protocol):
+    def write(self, paired: Paired) -> None: ...
+    def close(self) -> None: ...
+
+
+def escape_cell(value: str) -> str:
+    """Neutralise spreadsheet formula injection: prefix formula-looking cells with ``'``."""
+    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+
+
+class CsvPairingWriter:
+    """One row per shopper: id, then celebrity, score and reasons for each rank."""
+
+    def __init__(self, handle: IO[str], k: int) -> None:
+        self._writer = csv.writer(handle)
+        header = ["id"]
+        for rank in range(1, k + 1):
+            header += [f"celebrity_{rank}", f"name_{rank}", f"score_{rank}", f"reasons_{rank}"]
+        header.append("margin")
+        self._writer.writerow(header)
+
+    def write(self, paired: Paired) -> None:
+        cells = [escape_cell(paired.row.id)]
+        for match in paired.matches:
+            reasons = "; ".join(f"{r.facet}: {r.quote}" for r in match.reasons)
+            cells += [match.celebrity_id, match.name, f"{match.score:.4f}", escape_cell(reasons)]
+        cells.append(f"{paired.matches[0].margin:.4f}" if paired.matches else "")
+        self._writer.writerow(cells)
+
+    def close(self) -> None:
+        pass
+
+
+class JsonlPairingWriter:
+    """One JSON object per shopper: ``{"id", "matches": [...]}``."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        self._handle = handle
+
+    def write(self, paired: Paired) -> None:
+        record: dict[str, Any] = {
+            "id": paired.row.id,
+            "matches": [m.to_dict() for m in paired.matches],
+        }
+        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def close(self) -> None:
+        pass
+
+
+def run_batch(
+    matcher: Matcher,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    k: int = DEFAULT_TOP_K,
+    id_column: str = "id",
+    text_column: str = "text",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_row: Callable[[int], None] | None = None,
+    on_bad_row: Callable[[BadRow], None] | None = None,
+) -> BatchSummary:
+    """Match every row of ``input_path`` and write the pairings to ``output_path``.
+
+    The output is written to a temporary file and renamed at the end, so an
+    interrupted run never leaves a truncated file that looks complete.
+
+    Args:
+        on_row: called with the input line number after each row (for progress).
+        on_bad_row: called with each bad row as it is found.
+
+    Raises:
+        BatchInputError: the input cannot be read at all, or the output type is unknown.
+    """
+    output_path = Path(output_path)
+    out_format = input_format(output_path)
+    k = matcher.check_k(k)
+    rows = read_shoppers(input_path, id_column=id_column, text_column=text_column)
+    summary = BatchSummary()
+    tmp = output_path.with_name(f".{output_path.name}.part")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            writer: PairingWriter = (
+                CsvPairingWriter(handle, k) if out_format == "csv" else JsonlPairingWriter(handle)
+            )
+            for item in match_rows(matcher, rows, k=k, batch_size=batch_size):
+                if isinstance(item, BadRow):
+                    summary.add_bad(item)
+                    if on_bad_row is not None:
+                        on_bad_row(item)
+                    line = item.line
+                else:
+                    writer.write(item)
+                    summary.matched += 1
+                    line = item.row.line
+                if on_row is not None:
+                    on_row(line)
+            writer.close()
+        os.replace(tmp, output_path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return summary

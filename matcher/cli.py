@@ -1,0 +1,368 @@
+"""The ``matcher`` command line: thin commands over the core.
+
+Every core error becomes one readable line (or, for a roster, one line per
+problem) and a non-zero exit, never a traceback. Other packages add commands
+(the web layer adds ``serve``) through the ``matcher.commands`` entry point,
+so the core never imports them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .batch import BadRow, escape_cell
+from .errors import MatcherError, ProfileError
+from .matching import DEFAULT_TOP_K, MAX_TEXT_CHARS, Match, Matcher, default_index_dir
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: ``matcher batch`` finished and wrote every good row, but skipped bad rows.
+EXIT_BAD_ROWS = 3
+
+
+class MatcherGroup(click.Group):
+    """A click group that shows core errors as messages, not tracebacks.
+
+    Commands registered under the ``matcher.commands`` entry point are listed
+    but imported only when run, so ``matcher --help`` stays instant and the core
+    never imports the web layer.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_plugins()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        entry = _plugins().get(cmd_name)
+        if entry is None:
+            return None
+        try:
+            loaded = entry.load()
+        except ImportError as exc:  # an optional extra is not installed
+            return _unavailable(cmd_name, exc)
+        return loaded if isinstance(loaded, click.Command) else None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ProfileError as exc:
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            raise click.exceptions.Exit(1) from exc
+        except MatcherError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+def roster_options(func: F) -> F:
+    """``--profiles``, ``--model`` and ``--index-dir``, shared by the commands that match."""
+    func = click.option(
+        "--index-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="MATCHER_INDEX_DIR",
+        help="Where the index is kept. Default: PROFILES/.index. Env: MATCHER_INDEX_DIR.",
+    )(func)
+    func = click.option(
+        "--model",
+        default="all-MiniLM-L6-v2",
+        show_default=True,
+        envvar="MATCHER_MODEL",
+        help="Sentence-transformers model: the packaged default, or a local model folder. "
+        "Env: MATCHER_MODEL.",
+    )(func)
+    return profiles_option(func)
+
+
+def profiles_option(func: F) -> F:
+    return click.option(
+        "--profiles",
+        "profiles_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default="profiles",
+        show_default=True,
+        envvar="MATCHER_PROFILES",
+        help="Folder of celebrity profile files. Env: MATCHER_PROFILES.",
+    )(func)
+
+
+def top_option(func: F) -> F:
+    return click.option(
+        "--top",
+        "-k",
+        "top_k",
+        type=click.IntRange(min=1),
+        default=DEFAULT_TOP_K,
+        show_default=True,
+        help="How many celebrities to return per shopper (capped at the roster size).",
+    )(func)
+
+
+def _open_matcher(profiles_dir: Path, model: str, index_dir: Path | None) -> Matcher:
+    from .matching import load_matcher
+
+    def announce(celebrity_id: str) -> None:
+        click.echo(f"embedding {celebrity_id}", err=True)
+
+    matcher, report = load_matcher(
+        profiles_dir, model=model, index_dir=index_dir, on_embed=announce
+    )
+    if report.rebuilt_because and "no index" not in report.rebuilt_because:
+        click.echo(f"rebuilt the index: {report.rebuilt_because}", err=True)
+    return matcher
+
+
+@click.group(cls=MatcherGroup)
+@click.version_option(package_name="matcher")
+def cli() -> None:
+    """Pair shoppers with the campaign celebrity whose brand profile fits them best.
+
+    \b
+    Quick start:
+      matcher profiles check
+      matcher match "I love hiking and the smell of the sea"
+      matcher batch shoppers.csv -o pairings.jsonl
+    """
+
+
+@cli.group()
+def profiles() -> None:
+    """Inspect the celebrity roster."""
+
+
+@profiles.command("check")
+@profiles_option
+def profiles_check(profiles_dir: Path) -> None:
+    """Validate every profile file and list each problem as FILE:LINE: FIELD: PROBLEM.
+
+    Exits 0 when the roster is valid, 1 otherwise.
+    """
+    from .profiles import load_profiles
+
+    roster = load_profiles(profiles_dir)
+    active = len(roster.active)
+    click.echo(f"{profiles_dir}: {len(roster)} profiles OK ({active} active)")
+
+
+@cli.command("index")
+@roster_options
+def index_command(profiles_dir: Path, model: str, index_dir: Path | None) -> None:
+    """Build or refresh the roster's index, re-embedding only changed profiles.
+
+    Matching commands do this by themselves when needed; run it after editing
+    profiles to have the work done before serving.
+    """
+    from .embedding import load_encoder
+    from .index import ensure_index
+    from .profiles import load_profiles
+
+    roster = load_profiles(profiles_dir)
+    encoder = load_encoder(model)
+    folder = index_dir or default_index_dir(profiles_dir)
+    _, report = ensure_index(
+        roster, encoder, folder, on_embed=lambda cid: click.echo(f"embedding {cid}", err=True)
+    )
+    if report.rebuilt_because:
+        click.echo(f"built from scratch: {report.rebuilt_because}")
+    click.echo(
+        f"{folder}: {len(report.embedded)} embedded, {len(report.reused)} unchanged, "
+        f"{len(report.removed)} removed"
+    )
+
+
+@cli.command("match")
+@roster_options
+@top_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per text, for scripts.")
+@click.argument("texts", nargs=-1, required=True)
+def match_command(
+    profiles_dir: Path,
+    model: str,
+    index_dir: Path | None,
+    top_k: int,
+    as_json: bool,
+    texts: tuple[str, ...],
+) -> None:
+    """Match one or more shopper TEXTS and show the best celebrities with reasons.
+
+    \b
+    Examples:
+      matcher match "weekend hikes, the sea, a tent under the stars"
+      matcher match --top 1 --json "茶和书，安静的下午" "neon, skate parks, synth music"
+    """
+    from .matching import validate_text
+
+    cleaned = [validate_text(text, max_chars=MAX_TEXT_CHARS) for text in texts]
+    matcher = _open_matcher(profiles_dir, model, index_dir)
+    results = matcher.match_many(cleaned, top_k)
+    for number, (text, matches) in enumerate(zip(cleaned, results, strict=True), start=1):
+        if as_json:
+            record = {"text": text, "matches": [m.to_dict() for m in matches]}
+            click.echo(json.dumps(record, ensure_ascii=False))
+        else:
+            if len(cleaned) > 1:
+                click.echo(f"[{number}] {_shorten(text, 70)}")
+            _print_matches(matches)
+
+
+def _print_matches(matches: list[Match]) -> None:
+    for match in matches:
+        lead = f"  (+{match.margin:.3f} ahead of the next)" if match.rank == 1 else ""
+        click.echo(f"{match.rank}. {match.name} {match.name_zh}  score {match.score:.3f}{lead}")
+        for reason in match.reasons:
+            quote = _shorten(reason.quote, 90)
+            click.echo(f"     {reason.facet} ({reason.score:.2f}): \u201c{quote}\u201d")
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
+
+
+@cli.command("batch")
+@roster_options
+@top_option
+@click.option(
+    "--id-column", default="id", show_default=True, help="Input column with the shopper id."
+)
+@click.option(
+    "--text-column", default="text", show_default=True, help="Input column with the shopper text."
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Texts embedded together; larger is faster up to memory limits.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write pairings: .csv or .jsonl.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.argument(
+    "input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+def batch_command(
+    profiles_dir: Path,
+    model: str,
+    index_dir: Path | None,
+    top_k: int,
+    id_column: str,
+    text_column: str,
+    batch_size: int,
+    output: Path,
+    quiet: bool,
+    input_path: Path,
+) -> None:
+    """Match every shopper in INPUT (CSV or JSON Lines) and write pairings to OUTPUT.
+
+    Bad rows (blank text, invalid UTF-8, broken JSON...) are reported with their
+    line number and skipped; the good rows are all written. The list of bad
+    rows (line, id, reason; never the text) goes to OUTPUT.rejects.csv.
+    Exits 0 when every row was paired, 3 when bad rows were skipped, 1 on an error.
+
+    \b
+    Examples:
+      matcher batch shoppers.csv -o pairings.csv
+      matcher batch --text-column likes --top 1 crm_export.csv -o pairings.jsonl
+    """
+    from tqdm import tqdm
+
+    from .batch import count_lines, input_format, run_batch
+
+    input_format(input_path)
+    input_format(output)
+    matcher = _open_matcher(profiles_dir, model, index_dir)
+    rejects_path = output.with_name(output.name + ".rejects.csv")
+    rejects = RejectsFile(rejects_path)
+    shown = 0
+    with tqdm(
+        total=max(count_lines(input_path), 1),
+        unit=" rows",
+        disable=quiet,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        desc="matching",
+    ) as bar:
+        done = 0
+
+        def on_row(line: int) -> None:
+            nonlocal done
+            if line > done:
+                bar.update(line - done)
+                done = line
+
+        def on_bad_row(row: BadRow) -> None:
+            nonlocal shown
+            rejects.add(row)
+            if shown < 20:
+                bar.write(f"line {row.line}: {row.reason}", file=sys.stderr)
+                shown += 1
+
+        try:
+            summary = run_batch(
+                matcher,
+                input_path,
+                output,
+                k=top_k,
+                id_column=id_column,
+                text_column=text_column,
+                batch_size=batch_size,
+                on_row=on_row,
+                on_bad_row=on_bad_row,
+            )
+        finally:
+            rejects.close()
+    click.echo(f"{summary.matched} shoppers paired -> {output}", err=True)
+    if summary.bad:
+        click.echo(f"{summary.bad} bad rows skipped -> {rejects_path}", err=True)
+        sys.exit(EXIT_BAD_ROWS)
+
+
+class RejectsFile:
+    """The bad-row report, created only when there is a bad row."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: Any = None
+        self._writer: Any = None
+        path.unlink(missing_ok=True)
+
+    def add(self, row: BadRow) -> None:
+        if self._handle is None:
+            self._handle = open(self.path, "w", encoding="utf-8", newline="")
+            self._writer = csv.writer(self._handle)
+            self._writer.writerow(["line", "id", "reason"])
+        self._writer.writerow([row.line, escape_cell(row.id or ""), row.reason])
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
+def _plugins() -> dict[str, EntryPoint]:
+    return {entry.name: entry for entry in entry_points(group="matcher.commands")}
+
+
+def _unavailable(name: str, exc: ImportError) -> click.Command:
+    @click.command(name, help=f"(unavailable: {exc})")
+    def command() -> None:
+        raise click.ClickException(f"'{name}' is unavailable: {exc}")
+
+    return command
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

@@ -1,0 +1,370 @@
+"""The FAISS index of profile facets, its manifest, and atomic save and load.
+
+Each active celebrity contributes one unit vector per facet; rows are stored
+contiguously per celebrity so per-celebrity scores are cheap reductions.
+On disk a folder holds ``manifest.json`` (format, model id, dimension, per-
+profile content hashes and row ranges) and a content-addressed
+``facets-<digest>.faiss`` file. The manifest is replaced last and atomically,
+so a crash mid-save leaves the previous index loadable; a manifest that does
+not match its vectors, the model or the format is refused and rebuilt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .embedding import Encoder, normalise
+from .errors import IndexStateError
+from .profiles import Profile, Roster
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+log = logging.getLogger(__name__)
+
+#: Bump when the on-disk layout or the embedded text changes; older indexes are rebuilt.
+INDEX_FORMAT = 1
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+
+
+def facet_text(facet: str, text: str) -> str:
+    """The text embedded for one facet.
+
+    Naming the facet ("scent: ...") gives the model the context a bare sentence
+    lacks; see benchmarks/README.md for the measurement behind this choice.
+    """
+    return f"{facet}: {text}"
+
+
+def profile_hash(profile: Profile) -> str:
+    """Digest of what gets embedded for ``profile``, including the index format."""
+    return hashlib.sha256(f"{INDEX_FORMAT}:{profile.content_hash()}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class FacetRow:
+    """One row of the index: a facet of a celebrity and its text."""
+
+    celebrity_id: str
+    facet: str
+    text: str
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What building or refreshing an index did, for the CLI and logs."""
+
+    embedded: tuple[str, ...] = ()
+    reused: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    rebuilt_because: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.embedded or self.removed)
+
+
+class ProfileIndex:
+    """Facet vectors of the active profiles in a FAISS inner-product index.
+
+    Args:
+        profiles: active profiles, in roster order.
+        vectors: ``(rows, dimension)`` unit vectors, one per facet, in profile order.
+        model_id: the encoder's identity.
+    """
+
+    def __init__(self, profiles: tuple[Profile, ...], vectors: NDArray[np.float32], model_id: str):
+        import faiss
+
+        self.profiles = profiles
+        self.model_id = model_id
+        self.rows = tuple(
+            FacetRow(p.id, facet, text) for p in profiles for facet, text in p.facets.items()
+        )
+        vectors = normalise(vectors)
+        if vectors.shape[0] != len(self.rows):
+            raise ValueError(f"{vectors.shape[0]} vectors for {len(self.rows)} facet rows")
+        self.vectors = vectors
+        self.dimension = int(vectors.shape[1])
+        counts = [len(p.facets) for p in profiles]
+        #: Row where each celebrity's facets start; rows are contiguous per celebrity.
+        self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
+        self.counts = np.asarray(counts, dtype=np.intp)
+        #: Length of the sum of each celebrity's facet vectors, to turn summed
+        #: facet scores into the cosine with the celebrity's centroid.
+        sums = np.add.reduceat(vectors, self.starts, axis=0)
+        self.centroid_norms = np.linalg.norm(sums, axis=1).astype(np.float32)
+        self._faiss = faiss.IndexFlatIP(self.dimension)
+        self._faiss.add(vectors)
+
+    @property
+    def celebrity_ids(self) -> tuple[str, ...]:
+        return tuple(p.id for p in self.profiles)
+
+    def __len__(self) -> int:
+        """Number of celebrities."""
+        return len(self.profiles)
+
+    def facet_scores(self, queries: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Cosine of each query with every facet row.
+
+        Rosters hold tens of celebrities, so every row is scored (``k`` = all
+        rows): per-celebrity aggregation needs all of a celebrity's facets, and
+        an exhaustive flat search of a few hundred rows costs microseconds.
+
+        Returns:
+            ``(len(queries), rows)`` array in row order.
+        """
+        queries = normalise(queries)
+        if queries.shape[1] != self.dimension:
+            raise ValueError(
+                f"query dimension {queries.shape[1]} != index dimension {self.dimension}"
+            )
+        total = self._faiss.ntotal
+        distances, ids = self._faiss.search(queries, total)
+        scores = np.empty((queries.shape[0], total), dtype=np.float32)
+        np.put_along_axis(scores, ids, distances, axis=1)
+        return scores
+
+    def profile_vectors(self, celebrity_id: str) -> NDArray[np.float32]:
+        position = self.celebrity_ids.index(celebrity_id)
+        start = int(self.starts[position])
+        return self.vectors[start : start + int(self.counts[position])]
+
+    def serialize(self) -> bytes:
+        import faiss
+
+        return bytes(faiss.serialize_index(self._faiss))
+
+
+def build_index(
+    roster: Roster,
+    encoder: Encoder,
+    previous: Mapping[str, tuple[str, NDArray[np.float32]]] | None = None,
+    *,
+    on_embed: Callable[[str], None] | None = None,
+) -> tuple[ProfileIndex, BuildReport]:
+    """Embed the roster's active profiles, reusing vectors whose profile has not changed.
+
+    Args:
+        roster: the loaded profiles.
+        encoder: the model to embed facets with.
+        previous: ``{celebrity_id: (profile_hash, vectors)}`` from a stored index built
+            with the same encoder; profiles whose hash matches are not re-embedded.
+        on_embed: called with each celebrity id that is (re-)embedded.
+    """
+    previous = previous or {}
+    blocks: list[NDArray[np.float32]] = []
+    embedded: list[str] = []
+    reused: list[str] = []
+    active = roster.active
+    for profile in active:
+        digest = profile_hash(profile)
+        stored = previous.get(profile.id)
+        if (
+            stored is not None
+            and stored[0] == digest
+            and stored[1].shape
+            == (
+                len(profile.facets),
+                encoder.dimension,
+            )
+        ):
+            blocks.append(stored[1])
+            reused.append(profile.id)
+            continue
+        if on_embed is not None:
+            on_embed(profile.id)
+        blocks.append(encoder.encode([facet_text(f, t) for f, t in profile.facets.items()]))
+        embedded.append(profile.id)
+    active_ids = {p.id for p in active}
+    removed = tuple(sorted(set(previous) - active_ids))
+    vectors = np.concatenate(blocks, axis=0)
+    index = ProfileIndex(active, vectors, encoder.model_id)
+    return index, BuildReport(tuple(embedded), tuple(reused), removed)
+
+
+@dataclass(frozen=True)
+class StoredIndex:
+    """The vectors of a saved index, keyed by celebrity, ready to be reused."""
+
+    manifest: dict[str, Any]
+    by_profile: dict[str, tuple[str, NDArray[np.float32]]] = field(default_factory=dict)
+
+
+def save_index(index: ProfileIndex, folder: str | Path) -> Path:
+    """Write ``index`` to ``folder`` atomically and remove what the old manifest referenced.
+
+    Returns:
+        The manifest's path.
+    """
+    import faiss  # noqa: F401  (fail early if FAISS is missing, before touching the folder)
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = index.serialize()
+    digest = hashlib.sha256(payload).hexdigest()
+    vectors_name = f"facets-{digest[:16]}.faiss"
+    manifest = {
+        "format": INDEX_FORMAT,
+        "model_id": index.model_id,
+        "dimension": index.dimension,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "vectors_file": vectors_name,
+        "vectors_sha256": digest,
+        "rows": len(index.rows),
+        "profiles": [
+            {
+                "id": profile.id,
+                "hash": profile_hash(profile),
+                "facets": list(profile.facets),
+                "start": int(start),
+                "count": int(count),
+            }
+            for profile, start, count in zip(
+                index.profiles, index.starts, index.counts, strict=True
+            )
+        ],
+    }
+    with _locked(folder):
+        _atomic_write(folder / vectors_name, payload)
+        _atomic_write(
+            folder / MANIFEST,
+            json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8"),
+        )
+        for stale in folder.glob("facets-*.faiss"):
+            if stale.name != vectors_name:
+                stale.unlink(missing_ok=True)
+    return folder / MANIFEST
+
+
+def read_index(folder: str | Path, encoder: Encoder) -> StoredIndex:
+    """Read and verify a saved index.
+
+    Raises:
+        IndexStateError: no index, or one that is corrupt, of another format, or
+            built with another model. Such an index must be rebuilt, never served.
+    """
+    import faiss
+
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise IndexStateError(f"no index in {folder}")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict):
+            raise ValueError("not an object")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IndexStateError(f"{manifest_path} is corrupt ({exc})") from exc
+    if manifest.get("format") != INDEX_FORMAT:
+        raise IndexStateError(
+            f"{manifest_path} has index format {manifest.get('format')!r}, expected {INDEX_FORMAT}"
+        )
+    if manifest.get("model_id") != encoder.model_id:
+        raise IndexStateError(
+            f"index was built with model {manifest.get('model_id')!r}, not {encoder.model_id!r}"
+        )
+    if manifest.get("dimension") != encoder.dimension:
+        raise IndexStateError(
+            f"index dimension {manifest.get('dimension')!r} != model dimension {encoder.dimension}"
+        )
+    try:
+        vectors_path = folder / Path(str(manifest["vectors_file"])).name
+        payload = vectors_path.read_bytes()
+    except (KeyError, OSError) as exc:
+        raise IndexStateError(f"index vectors missing in {folder} ({exc})") from exc
+    if hashlib.sha256(payload).hexdigest() != manifest.get("vectors_sha256"):
+        raise IndexStateError(f"{vectors_path.name} does not match its checksum in the manifest")
+    try:
+        stored = faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8))
+        vectors = stored.reconstruct_n(0, stored.ntotal)
+    except RuntimeError as exc:
+        raise IndexStateError(f"{vectors_path.name} is not a readable FAISS index") from exc
+    if stored.ntotal != manifest.get("rows") or stored.d != encoder.dimension:
+        raise IndexStateError(f"{vectors_path.name} does not match the manifest's shape")
+    by_profile: dict[str, tuple[str, NDArray[np.float32]]] = {}
+    try:
+        for entry in manifest["profiles"]:
+            start, count = int(entry["start"]), int(entry["count"])
+            if start < 0 or count < 1 or start + count > stored.ntotal:
+                raise ValueError(f"row range of {entry['id']!r} is outside the index")
+            by_profile[str(entry["id"])] = (
+                str(entry["hash"]),
+                np.ascontiguousarray(vectors[start : start + count], dtype=np.float32),
+            )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise IndexStateError(f"{manifest_path} has a malformed profile entry ({exc})") from exc
+    return StoredIndex(manifest=manifest, by_profile=by_profile)
+
+
+def ensure_index(
+    roster: Roster,
+    encoder: Encoder,
+    folder: str | Path,
+    *,
+    on_embed: Callable[[str], None] | None = None,
+) -> tuple[ProfileIndex, BuildReport]:
+    """Load the saved index for ``roster``, re-embedding only what changed, and save it.
+
+    A missing, corrupt or mismatched index is rebuilt from scratch; the reason is
+    logged and returned in the report.
+    """
+    rebuilt_because: str | None = None
+    try:
+        previous = read_index(folder, encoder).by_profile
+    except IndexStateError as exc:
+        rebuilt_because = str(exc)
+        log.info("building the index from scratch: %s", exc)
+        previous = {}
+    index, report = build_index(roster, encoder, previous, on_embed=on_embed)
+    if report.changed or rebuilt_because is not None:
+        save_index(index, folder)
+    return index, BuildReport(report.embedded, report.reused, report.removed, rebuilt_because)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Serialise writers (two CLI runs, two web workers) on one index folder."""
+    with open(folder / LOCK, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # mkstemp makes 0600 files; the index is not secret and web workers may run as another user.
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,249 @@
+"""Celebrity profiles: the roster a campaign planner writes, one YAML file per celebrity.
+
+The folder is the configuration. Loading is all-or-nothing and reports every
+problem in every file at once (``file:line: field: problem``), because a
+planner fixing a roster wants the whole list, not one error per run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+from .errors import Problem, ProfileError
+
+PROFILE_SUFFIXES = (".yaml", ".yml")
+ID_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+#: The facets the sample roster uses; planners may add others.
+USUAL_FACETS = ("style", "values", "lifestyle", "scent", "audience")
+
+
+FacetName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
+FacetText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
+
+
+class Profile(BaseModel):
+    """One celebrity's brand profile.
+
+    ``facets`` maps a facet name (style, values, scent...) to free text in
+    English or Chinese; each facet is embedded on its own so a match can say
+    which facet of the celebrity the shopper is closest to.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    id: str = Field(pattern=ID_PATTERN, max_length=64)
+    name: str = Field(min_length=1, max_length=120)
+    name_zh: str = Field(min_length=1, max_length=60)
+    tagline: str = Field(min_length=1, max_length=300)
+    tagline_zh: str | None = Field(default=None, min_length=1, max_length=300)
+    facets: dict[FacetName, FacetText] = Field(min_length=1)
+    tags: list[Tag]
+    image: str | None = None
+    active: bool = True
+    quota: int | None = Field(default=None, ge=0)
+
+    @field_validator("name", "name_zh", "tagline", "tagline_zh")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("is blank")
+        return value.strip() if value is not None else None
+
+    def content_hash(self) -> str:
+        """A digest of everything that is embedded, so unchanged profiles are not re-embedded."""
+        payload = json.dumps(
+            {"facets": self.facets}, ensure_ascii=False, sort_keys=True, separators=(",", ":")
+        )
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Roster:
+    """The loaded profiles of one campaign, in file-name order."""
+
+    folder: Path
+    profiles: tuple[Profile, ...]
+
+    @property
+    def active(self) -> tuple[Profile, ...]:
+        """Profiles that take part in matching."""
+        return tuple(p for p in self.profiles if p.active)
+
+    def get(self, celebrity_id: str) -> Profile:
+        """Return the profile with this id.
+
+        Raises:
+            KeyError: no profile has this id.
+        """
+        for profile in self.profiles:
+            if profile.id == celebrity_id:
+                return profile
+        raise KeyError(celebrity_id)
+
+    def __iter__(self) -> Iterator[Profile]:
+        return iter(self.profiles)
+
+    def __len__(self) -> int:
+        return len(self.profiles)
+
+
+def load_profiles(folder: str | Path) -> Roster:
+    """Load and validate every profile file in ``folder``.
+
+    Args:
+        folder: a directory holding ``*.yaml`` / ``*.yml`` files, one per celebrity.
+
+    Returns:
+        The roster, with profiles in file-name order.
+
+    Raises:
+        ProfileError: with every problem found across all files; nothing is half-loaded.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ProfileError([Problem(str(folder), "", "profiles folder not found")])
+    files = sorted(p for p in folder.iterdir() if p.suffix in PROFILE_SUFFIXES and p.is_file())
+    if not files:
+        raise ProfileError([Problem(str(folder), "", "no profile files (*.yaml) in this folder")])
+
+    problems: list[Problem] = []
+    profiles: list[Profile] = []
+    seen: dict[str, str] = {}
+    for path in files:
+        profile, file_problems = parse_profile(path.name, path.read_bytes())
+        problems.extend(file_problems)
+        if profile is None:
+            continue
+        if profile.id in seen:
+            problems.append(
+                Problem(
+                    path.name, "id", f"duplicate id {profile.id!r} (also in {seen[profile.id]})"
+                )
+            )
+            continue
+        seen[profile.id] = path.name
+        profiles.append(profile)
+    if problems:
+        raise ProfileError(problems)
+    if not any(p.active for p in profiles):
+        raise ProfileError([Problem(str(folder), "active", "no profile is active")])
+    return Roster(folder=folder, profiles=tuple(profiles))
+
+
+def parse_profile(file_name: str, raw: bytes) -> tuple[Profile | None, list[Problem]]:
+    """Parse one profile file's bytes.
+
+    Returns:
+        The profile (or None when the file has problems) and the list of problems.
+    """
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad_line = raw[: exc.start].count(b"\n") + 1
+        return None, [
+            Problem(
+                file_name,
+                "",
+                f"not valid UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8",
+                bad_line,
+            )
+        ]
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        return None, [Problem(file_name, "", f"not valid YAML: {problem}", line)]
+    if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
+        return None, [Problem(file_name, "", "must be a mapping of fields (id: ..., name: ...)")]
+
+    lines, duplicates = _key_lines(node)
+    problems = [
+        Problem(file_name, field, "appears twice in this file", line) for field, line in duplicates
+    ]
+    try:
+        profile = Profile.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_problems_from(file_name, exc, lines))
+        return None, problems
+    return (None if problems else profile), problems
+
+
+def _key_lines(node: yaml.MappingNode) -> tuple[dict[str, int], list[tuple[str, int]]]:
+    """Map dotted field paths to their line numbers, and find keys given twice."""
+    lines: dict[str, int] = {}
+    duplicates: list[tuple[str, int]] = []
+
+    def walk(mapping: yaml.MappingNode, prefix: str) -> None:
+        for key_node, value_node in mapping.value:
+            path = f"{prefix}{key_node.value}"
+            line = key_node.start_mark.line + 1
+            if path in lines:
+                duplicates.append((path, line))
+            lines.setdefault(path, line)
+            if isinstance(value_node, yaml.MappingNode):
+                walk(value_node, path + ".")
+
+    walk(node, "")
+    return lines, duplicates
+
+
+_FRIENDLY = {
+    "missing": "is required but missing",
+    "extra_forbidden": "is not a known field",
+}
+
+
+def _problems_from(
+    file_name: str, exc: ValidationError, lines: dict[str, int]
+) -> Iterable[Problem]:
+    allowed = ", ".join(Profile.model_fields)
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"])
+        message = _FRIENDLY.get(error["type"], error["msg"])
+        if error["type"] == "extra_forbidden":
+            message += f" (allowed: {allowed})"
+        elif error["type"] == "string_pattern_mismatch" and field == "id":
+            message = "must be kebab-case: lowercase letters and digits joined by '-'"
+        elif error["type"] == "string_pattern_mismatch" and field.endswith("[key]"):
+            field = field.removesuffix(".[key]")
+            message = "facet names must be lowercase letters, digits and underscores"
+        elif error["type"] == "string_too_short":
+            message = "is empty"
+        elif message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        elif "input" in error and error["type"].endswith("_type"):
+            message += f", got {type(error['input']).__name__} {_short(error['input'])}"
+        line = _line_for(field, lines)
+        yield Problem(file_name, field, message, line)
+
+
+def _line_for(field: str, lines: dict[str, int]) -> int | None:
+    while field:
+        if field in lines:
+            return lines[field]
+        field = field.rpartition(".")[0]
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,51 @@
+"""``matcher serve``: registered with the core CLI through the ``matcher.commands`` entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("serve")
+@click.option(
+    "--profiles",
+    "profiles_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="profiles",
+    show_default=True,
+    envvar="MATCHER_PROFILES",
+    help="Folder of celebrity profile files. Env: MATCHER_PROFILES.",
+)
+@click.option(
+    "--model",
+    default="all-MiniLM-L6-v2",
+    show_default=True,
+    envvar="MATCHER_MODEL",
+    help="Sentence-transformers model name or local folder. Env: MATCHER_MODEL.",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to listen on; 127.0.0.1 keeps it private to this machine.",
+)
+@click.option(
+    "--port",
+    default=5000,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port to listen on.",
+)
+def serve(profiles_dir: Path, model: str, host: str, port: int) -> None:
+    """Serve the shopper form on the roster in PROFILES.
+
+    \b
+    Example:
+      matcher serve --profiles profiles --port 8000
+    """
+    from . import create_app
+
+    app = create_app({"MATCHER_PROFILES": str(profiles_dir), "MATCHER_MODEL": model})
+    click.echo(f"Serving the shopper form on http://{host}:{port}/ (Ctrl+C to stop)", err=True)
+    app.run(host=host, port=port, debug=False, load_dotenv=False)
