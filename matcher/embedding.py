@@ -8,6 +8,7 @@ Heavy libraries are imported only when a model is actually loaded.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -142,6 +143,11 @@ class SentenceTransformerEncoder:
         return normalise(vectors)
 
 
+@functools.lru_cache(maxsize=4)
 def load_encoder(model: str = DEFAULT_MODEL) -> Encoder:
-    """Load the encoder named in configuration (see :func:`resolve_model`)."""
+    """Load the encoder named in configuration (see :func:`resolve_model`).
+
+    Cached per process: loading takes seconds, and every roster a process
+    serves with the same model can share one copy of its weights.
+    """
     return SentenceTransformerEncoder(model)

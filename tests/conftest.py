@@ -1,0 +1,105 @@
+"""Shared fixtures: a tiny roster on disk, a fake and the real encoder, CLI runner, app."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from matcher.embedding import SentenceTransformerEncoder
+from matcher.index import build_index
+from matcher.matching import Matcher, load_matcher
+from matcher.profiles import load_profiles
+
+from .fakes import HashingEncoder
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_PROFILES = REPO / "profiles"
+
+TINY_ROSTER = {
+    "ocean.yaml": """\
+        id: ocean
+        name: Ocean Star
+        name_zh: 海星
+        tagline: Salt and waves.
+        facets:
+          style: surf shorts, sandals and sun hats
+          lifestyle: sailing surfing swimming at the beach every morning
+          scent: sea salt and driftwood
+        tags: [sea, sport]
+        """,
+    "library.yaml": """\
+        id: library
+        name: Quiet Reader
+        name_zh: 静读
+        tagline: Pages and tea.
+        facets:
+          style: wool cardigans and round glasses
+          lifestyle: reading novels in a library with green tea
+          scent: old paper and tea leaves
+        tags: [books]
+        """,
+    "stage.yaml": """\
+        id: stage
+        name: Stage Light
+        name_zh: 舞台
+        tagline: Dance all night.
+        facets:
+          style: sequins and neon sneakers
+          lifestyle: dancing at concerts and karaoke with friends
+          scent: candy berries and sparkling citrus
+        tags: [party]
+        """,
+}
+
+
+def write_roster(folder: Path, files: dict[str, str] | None = None) -> Path:
+    """Write profile files (dedented) into ``folder`` and return it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, body in (files or TINY_ROSTER).items():
+        (folder / name).write_text(textwrap.dedent(body), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def roster_dir(tmp_path: Path) -> Path:
+    """A three-celebrity roster in a temporary folder."""
+    return write_roster(tmp_path / "profiles")
+
+
+@pytest.fixture
+def fake_encoder() -> HashingEncoder:
+    return HashingEncoder()
+
+
+@pytest.fixture
+def fake_matcher(roster_dir: Path, fake_encoder: HashingEncoder) -> Matcher:
+    index, _ = build_index(load_profiles(roster_dir), fake_encoder)
+    return Matcher(fake_encoder, index)
+
+
+@pytest.fixture(scope="session")
+def real_encoder() -> SentenceTransformerEncoder:
+    """The packaged all-MiniLM-L6-v2, loaded once for the whole run."""
+    return SentenceTransformerEncoder()
+
+
+@pytest.fixture(scope="session")
+def sample_matcher(
+    real_encoder: SentenceTransformerEncoder, tmp_path_factory: pytest.TempPathFactory
+) -> Matcher:
+    """The real model and real FAISS on the shipped sample roster."""
+    matcher, _ = load_matcher(
+        SAMPLE_PROFILES, encoder=real_encoder, index_dir=tmp_path_factory.mktemp("index")
+    )
+    return matcher
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
