@@ -131,11 +131,8 @@ def load_profiles(folder: str | Path) -> Roster:
         if profile is None:
             continue
         if profile.id in seen:
-            problems.append(
-                Problem(
-                    path.name, "id", f"duplicate id {profile.id!r} (also in {seen[profile.id]})"
-                )
-            )
+            message = f"duplicate id {profile.id!r} (also in {seen[profile.id]})"
+            problems.append(Problem(path.name, "id", message, _top_level_line(path, "id")))
             continue
         seen[profile.id] = path.name
         profiles.append(profile)
@@ -185,6 +182,12 @@ def parse_profile(file_name: str, raw: bytes) -> tuple[Profile | None, list[Prob
         problems.extend(_problems_from(file_name, exc, lines))
         return None, problems
     return (None if problems else profile), problems
+
+
+def _top_level_line(path: Path, key: str) -> int | None:
+    """Line of a top-level key in a file already known to parse."""
+    node = yaml.compose(path.read_text(encoding="utf-8-sig"), Loader=yaml.SafeLoader)
+    return _key_lines(node)[0].get(key) if isinstance(node, yaml.MappingNode) else None
 
 
 def _key_lines(node: yaml.MappingNode) -> tuple[dict[str, int], list[tuple[str, int]]]:
