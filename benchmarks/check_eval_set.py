@@ -7,7 +7,10 @@ The evaluation set (``benchmarks/eval_set.jsonl``) holds one JSON object per lin
 This script checks that
 
 * every line is valid JSON with exactly the expected keys and allowed values,
-  and that ``label`` / ``also`` are celebrity ids found in ``profiles/``;
+  that ``label`` / ``also`` are celebrity ids found in ``profiles/`` (``also``
+  without the label, non-empty for "ambiguous" items), that the script of the
+  text matches ``lang``, that it is 8-60 words long (two Chinese characters
+  count as one word) and that no text is duplicated;
 * no text reuses a *distinctive word* of the celebrity it is labelled with.
   A distinctive word is a lowercased alphabetic word of 4+ letters from the
   profile's name, tagline, tags and facet texts (minus stopwords) that appears
@@ -22,10 +25,11 @@ difficulty, and exits non-zero on any leak, malformed line or too-small count.
 
 Usage::
 
-    python benchmarks/check_eval_set.py [EVAL_SET] [PROFILES_DIR] [--strict]
+    python benchmarks/check_eval_set.py [EVAL_SET] [PROFILES_DIR] [--strict] [--show-words]
 
 ``--strict`` additionally treats words from the profile files' ``#`` comments as
 profile words and also reports leaks of the celebrities listed in ``also``.
+``--show-words`` prints each celebrity's distinctive words and exits.
 
 Only the standard library and PyYAML are needed.
 """
@@ -95,15 +99,17 @@ class Item:
 class Distinctive:
     """Distinctive vocabulary of one celebrity profile."""
 
-    words: dict[str, str] = field(default_factory=dict)  # stem -> example surface word
+    words: dict[str, str] = field(default_factory=dict)  # stem key -> surface word
     phrases: set[str] = field(default_factory=set)  # matched as lowercase substrings
 
 
-def stem(word: str) -> str:
-    """Strip a simple plural / -ing / -ed suffix (and a final 'e').
+def stems(word: str) -> frozenset[str]:
+    """Comparison keys for ``word`` after stripping a simple plural / -ing / -ed suffix.
 
-    Crude but symmetric: it is applied to profile words and text words alike,
-    so "tents"/"tent", "climbing"/"climb", "writes"/"writing" collide.
+    Crude but symmetric: two words match when their key sets intersect, so
+    "tents"/"tent", "climbing"/"climb" and "writing"/"writes"/"write" collide,
+    while "plane"/"plans" do not. An -ing/-ed form yields two keys, with and
+    without a restored final "e" ("writing" -> {"writ", "write"}).
     """
     w = word.lower()
     if len(w) > 4 and w.endswith("ies"):
@@ -117,10 +123,8 @@ def stem(word: str) -> str:
             w = w[: -len(suffix)]
             if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "lsz":
                 w = w[:-1]  # running -> run, planned -> plan
-            break
-    if len(w) > 3 and w.endswith("e"):
-        w = w[:-1]
-    return w
+            return frozenset({w, w + "e"})
+    return frozenset({w})
 
 
 def content_words(text: str) -> list[str]:
@@ -160,18 +164,20 @@ def zh_bigrams(text: str) -> set[str]:
     return grams
 
 
-def distinctive_words(profiles_dir: Path | str, with_comments: bool = False) -> dict[str, Distinctive]:
+def distinctive_words(
+    profiles_dir: Path | str, with_comments: bool = False
+) -> dict[str, Distinctive]:
     """Map each celebrity id to the words that only its profile uses."""
     profiles = load_profiles(Path(profiles_dir))
-    stems: dict[str, dict[str, str]] = {}
-    for pid, prof in profiles.items():
-        stems[pid] = {}
-        for w in content_words(profile_text(prof, with_comments)):
-            stems[pid].setdefault(stem(w), w)
+    vocab = {pid: set(content_words(profile_text(p, with_comments))) for pid, p in profiles.items()}
+    keys = {pid: set().union(*(stems(w) for w in ws)) for pid, ws in vocab.items()}
     result: dict[str, Distinctive] = {}
     for pid, prof in profiles.items():
-        others = set().union(*(set(s) for o, s in stems.items() if o != pid))
-        d = Distinctive(words={s: w for s, w in stems[pid].items() if s not in others})
+        others: set[str] = set().union(*(k for o, k in keys.items() if o != pid))
+        d = Distinctive()
+        for w in sorted(vocab[pid]):
+            if not stems(w) & others:
+                d.words.update((k, w) for k in stems(w))
         for key in ("name", "name_zh"):
             if prof.get(key):
                 d.phrases.add(str(prof[key]).lower())
@@ -181,7 +187,9 @@ def distinctive_words(profiles_dir: Path | str, with_comments: bool = False) -> 
     return result
 
 
-def load_eval_set(path: Path | str, known_ids: set[str] | None = None) -> tuple[list[Item], list[str]]:
+def load_eval_set(
+    path: Path | str, known_ids: set[str] | None = None
+) -> tuple[list[Item], list[str]]:
     """Parse and validate the JSONL file. Returns (items, errors)."""
     items: list[Item] = []
     errors: list[str] = []
@@ -204,8 +212,11 @@ def load_eval_set(path: Path | str, known_ids: set[str] | None = None) -> tuple[
             if key in seen:
                 errors.append(f"line {n}: duplicate of line {seen[key]}")
             seen.setdefault(key, n)
-            items.append(Item(n, obj["text"], obj["label"], list(obj["also"]), obj["lang"],
-                              obj["difficulty"]))
+            items.append(
+                Item(
+                    n, obj["text"], obj["label"], list(obj["also"]), obj["lang"], obj["difficulty"]
+                )
+            )
     return items, errors
 
 
@@ -260,7 +271,7 @@ def check_text_shape(text: str, lang: str) -> list[str]:
 
 def find_leaks(text: str, d: Distinctive) -> list[str]:
     """Distinctive words / phrases of one celebrity found in ``text``."""
-    hits = [w for w in content_words(text) if stem(w) in d.words]
+    hits = [w for w in content_words(text) if stems(w) & d.words.keys()]
     low = text.lower()
     for ph in sorted(d.phrases):
         if CJK_RE.search(ph):
@@ -272,8 +283,9 @@ def find_leaks(text: str, d: Distinctive) -> list[str]:
     return list(dict.fromkeys(hits))
 
 
-def leaks(items: list[Item], words: dict[str, Distinctive],
-          include_also: bool = False) -> list[tuple[int, str, str]]:
+def leaks(
+    items: list[Item], words: dict[str, Distinctive], include_also: bool = False
+) -> list[tuple[int, str, str]]:
     """(line, celebrity id, word) for every text that uses its own label's words."""
     out: list[tuple[int, str, str]] = []
     for it in items:
@@ -291,11 +303,13 @@ def count_problems(items: list[Item], ids: list[str]) -> tuple[list[str], list[s
     if total < MIN_TOTAL:
         errors.append(f"only {total} items, need at least {MIN_TOTAL}")
     labels = Counter(it.label for it in items)
-    errors += [f"label {i}: {labels[i]} items, need {MIN_PER_LABEL}" for i in ids
-               if labels[i] < MIN_PER_LABEL]
+    errors += [
+        f"label {i}: {labels[i]} items, need {MIN_PER_LABEL}"
+        for i in ids
+        if labels[i] < MIN_PER_LABEL
+    ]
     langs = Counter(it.lang for it in items)
-    errors += [f"lang {k}: {langs[k]} items, need {v}" for k, v in MIN_LANG.items()
-               if langs[k] < v]
+    errors += [f"lang {k}: {langs[k]} items, need {v}" for k, v in MIN_LANG.items() if langs[k] < v]
     for k, v in TARGET_LANG.items():
         if abs(langs[k] - v) > max(5, v * 0.15):
             warnings.append(f"lang {k}: {langs[k]} items, target about {v}")
@@ -325,10 +339,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("eval_set", nargs="?", type=Path, default=DEFAULT_EVAL_SET)
     ap.add_argument("profiles_dir", nargs="?", type=Path, default=DEFAULT_PROFILES)
-    ap.add_argument("--strict", action="store_true",
-                    help="count profile comments as profile text and check 'also' ids too")
-    ap.add_argument("--show-words", action="store_true",
-                    help="print each celebrity's distinctive words and exit")
+    ap.add_argument(
+        "--strict",
+        action="store_true",
+        help="count profile comments as profile text and check 'also' ids too",
+    )
+    ap.add_argument(
+        "--show-words",
+        action="store_true",
+        help="print each celebrity's distinctive words and exit",
+    )
     args = ap.parse_args(argv)
 
     words = distinctive_words(args.profiles_dir, with_comments=args.strict)
@@ -338,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     ids = sorted(words)
     if args.show_words:
         for pid in ids:
-            print(f"{pid}: {' '.join(sorted(words[pid].words.values()))}")
+            print(f"{pid}: {' '.join(sorted(set(words[pid].words.values())))}")
             print(f"{'':{len(pid)}}  phrases: {' '.join(sorted(words[pid].phrases))}")
         return 0
 
@@ -357,8 +377,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"COUNT {e}")
 
     failed = bool(errors or leak_list or count_errors)
-    print(f"\n{len(items)} valid items, {len(errors)} malformed, {len(leak_list)} leaks: "
-          f"{'FAIL' if failed else 'OK'}")
+    print(
+        f"\n{len(items)} valid items, {len(errors)} malformed, {len(leak_list)} leaks: "
+        f"{'FAIL' if failed else 'OK'}"
+    )
     return 1 if failed else 0
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .errors import BatchInputError, InputError
-from .matching import DEFAULT_TOP_K, Match, Matcher, validate_text
+from .matching import DEFAULT_TOP_K, MAX_TEXT_CHARS, Match, Matcher, validate_text
 
 #: Cells starting with these are run as formulas by spreadsheet programs.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -91,12 +91,20 @@ def count_lines(path: str | Path) -> int:
 
 
 def read_shoppers(
-    path: str | Path, *, id_column: str = "id", text_column: str = "text"
+    path: str | Path,
+    *,
+    id_column: str = "id",
+    text_column: str = "text",
+    max_chars: int = MAX_TEXT_CHARS,
 ) -> Iterator[ShopperRow | BadRow]:
     """Stream the rows of a CSV or JSON Lines file.
 
-    Yields a :class:`ShopperRow` for each usable row and a :class:`BadRow` for each
-    row that is not; wholly empty rows are skipped.
+    The file is opened and a CSV header checked at once, so a file that cannot
+    be used fails before any (slow) model loading; rows are then read lazily.
+
+    Returns:
+        An iterator of :class:`ShopperRow` for each usable row and :class:`BadRow`
+        for each row that is not; wholly empty rows are skipped.
 
     Raises:
         BatchInputError: the file cannot be read at all (missing, unknown type,
@@ -104,24 +112,52 @@ def read_shoppers(
     """
     path = Path(path)
     fmt = input_format(path)
+    handle = _open_input(path)
+    try:
+        if fmt == "csv":
+            return _read_csv(handle, path, id_column, text_column, max_chars)
+        return _read_jsonl(handle, id_column, text_column, max_chars)
+    except BaseException:
+        handle.close()
+        raise
+
+
+def check_input(path: str | Path, *, id_column: str = "id", text_column: str = "text") -> None:
+    """Check that ``path`` can be read as shopper input (type, header, columns).
+
+    Raises:
+        BatchInputError: saying what is wrong, before any slow work starts.
+    """
+    path = Path(path)
+    fmt = input_format(path)
+    with _open_input(path) as handle:
+        if fmt == "csv":
+            _csv_columns(_csv_reader(handle, path), path, id_column, text_column)
+
+
+def _open_input(path: Path) -> IO[str]:
     try:
         # surrogateescape keeps undecodable bytes, so one bad row is reported
         # and skipped instead of aborting the whole file.
-        handle = open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
     except OSError as exc:
         raise BatchInputError(f"cannot read {path}: {exc.strerror}") from exc
-    with handle:
-        if fmt == "csv":
-            yield from _read_csv(handle, path, id_column, text_column)
-        else:
-            yield from _read_jsonl(handle, id_column, text_column)
+
+
+def _csv_reader(handle: IO[str], path: Path) -> Any:
+    return csv.reader(handle, dialect="excel-tab" if path.suffix.lower() == ".tsv" else "excel")
 
 
 def _read_csv(
-    handle: IO[str], path: Path, id_column: str, text_column: str
+    handle: IO[str], path: Path, id_column: str, text_column: str, max_chars: int
 ) -> Iterator[ShopperRow | BadRow]:
-    dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
-    reader = csv.reader(handle, dialect=dialect)
+    reader = _csv_reader(handle, path)
+    id_at, text_at = _csv_columns(reader, path, id_column, text_column)
+    return _csv_rows(handle, reader, id_at, text_at, max_chars)
+
+
+def _csv_columns(reader: Any, path: Path, id_column: str, text_column: str) -> tuple[int, int]:
+    """Read the header and return the positions of the id and text columns."""
     try:
         header = next(reader)
     except StopIteration:
@@ -138,7 +174,19 @@ def _read_csv(
             f"the columns are {', '.join(repr(c) for c in columns)} "
             "(choose others with --id-column / --text-column)"
         )
-    id_at, text_at = columns.index(id_column), columns.index(text_column)
+    return columns.index(id_column), columns.index(text_column)
+
+
+def _csv_rows(
+    handle: IO[str], reader: Any, id_at: int, text_at: int, max_chars: int
+) -> Iterator[ShopperRow | BadRow]:
+    with handle:
+        yield from _csv_records(reader, id_at, text_at, max_chars)
+
+
+def _csv_records(
+    reader: Any, id_at: int, text_at: int, max_chars: int
+) -> Iterator[ShopperRow | BadRow]:
     while True:
         try:
             cells = next(reader)
@@ -152,10 +200,19 @@ def _read_csv(
             continue
         shopper_id = cells[id_at].strip() if id_at < len(cells) else ""
         text = cells[text_at] if text_at < len(cells) else ""
-        yield _checked(line, shopper_id, text)
+        yield _checked(line, shopper_id, text, max_chars)
 
 
-def _read_jsonl(handle: IO[str], id_column: str, text_column: str) -> Iterator[ShopperRow | BadRow]:
+def _read_jsonl(
+    handle: IO[str], id_column: str, text_column: str, max_chars: int
+) -> Iterator[ShopperRow | BadRow]:
+    with handle:
+        yield from _jsonl_rows(handle, id_column, text_column, max_chars)
+
+
+def _jsonl_rows(
+    handle: IO[str], id_column: str, text_column: str, max_chars: int
+) -> Iterator[ShopperRow | BadRow]:
     for line_number, line in enumerate(handle, start=1):
         if not line.strip():
             continue
@@ -176,16 +233,16 @@ def _read_jsonl(handle: IO[str], id_column: str, text_column: str) -> Iterator[S
         if text is not None and not isinstance(text, str):
             yield BadRow(line_number, shopper_id or None, f"{text_column!r} is not a string")
             continue
-        yield _checked(line_number, shopper_id, text or "")
+        yield _checked(line_number, shopper_id, text or "", max_chars)
 
 
-def _checked(line: int, shopper_id: str, text: str) -> ShopperRow | BadRow:
+def _checked(line: int, shopper_id: str, text: str, max_chars: int) -> ShopperRow | BadRow:
     if _has_surrogates(shopper_id) or _has_surrogates(text):
         return BadRow(line, None, "not valid UTF-8")
     if not shopper_id:
         return BadRow(line, None, "id is blank")
     try:
-        return ShopperRow(line, shopper_id, validate_text(text))
+        return ShopperRow(line, shopper_id, validate_text(text, max_chars=max_chars))
     except InputError as exc:
         return BadRow(line, shopper_id, str(exc))
 
@@ -210,6 +267,9 @@ def match_rows(
     pending: list[ShopperRow | BadRow] = []
     good = 0
     for row in rows:
+        if isinstance(row, ShopperRow) and len(row.text) > matcher.max_chars:
+            # Rows read with another limit: refuse exactly what the matcher refuses.
+            row = _checked(row.line, row.id, row.text, matcher.max_chars)
         pending.append(row)
         if isinstance(row, ShopperRow):
             good += 1
@@ -242,7 +302,11 @@ def escape_cell(value: str) -> str:
 
 
 class CsvPairingWriter:
-    """One row per shopper: id, then celebrity, score and reasons for each rank."""
+    """One row per shopper: id, then celebrity, score and reasons for each rank.
+
+    Every text cell goes through :func:`escape_cell`: ids come from the client
+    and names and reasons from planners, and any of them may open in a spreadsheet.
+    """
 
     def __init__(self, handle: IO[str], k: int) -> None:
         self._writer = csv.writer(handle)
@@ -256,7 +320,12 @@ class CsvPairingWriter:
         cells = [escape_cell(paired.row.id)]
         for match in paired.matches:
             reasons = "; ".join(f"{r.facet}: {r.quote}" for r in match.reasons)
-            cells += [match.celebrity_id, match.name, f"{match.score:.4f}", escape_cell(reasons)]
+            cells += [
+                escape_cell(match.celebrity_id),
+                escape_cell(match.name),
+                f"{match.score:.4f}",
+                escape_cell(reasons),
+            ]
         cells.append(f"{paired.matches[0].margin:.4f}" if paired.matches else "")
         self._writer.writerow(cells)
 
@@ -308,7 +377,9 @@ def run_batch(
     output_path = Path(output_path)
     out_format = input_format(output_path)
     k = matcher.check_k(k)
-    rows = read_shoppers(input_path, id_column=id_column, text_column=text_column)
+    rows = read_shoppers(
+        input_path, id_column=id_column, text_column=text_column, max_chars=matcher.max_chars
+    )
     summary = BatchSummary()
     tmp = output_path.with_name(f".{output_path.name}.part")
     try:

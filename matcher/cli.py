@@ -31,9 +31,10 @@ EXIT_BAD_ROWS = 3
 class MatcherGroup(click.Group):
     """A click group that shows core errors as messages, not tracebacks.
 
-    Commands registered under the ``matcher.commands`` entry point are listed
-    but imported only when run, so ``matcher --help`` stays instant and the core
-    never imports the web layer.
+    Commands registered under the ``matcher.commands`` entry point (the web
+    layer's ``serve``) are found through package metadata, so the core never
+    imports the web layer by name; their modules are loaded only when listed
+    or run, and keep heavy imports inside the command so ``--help`` stays fast.
     """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -279,9 +280,9 @@ def batch_command(
     """
     from tqdm import tqdm
 
-    from .batch import count_lines, input_format, run_batch
+    from .batch import check_input, count_lines, input_format, run_batch
 
-    input_format(input_path)
+    check_input(input_path, id_column=id_column, text_column=text_column)
     input_format(output)
     matcher = _open_matcher(profiles_dir, model, index_dir)
     rejects_path = output.with_name(output.name + ".rejects.csv")

@@ -42,12 +42,12 @@ LOCK = ".lock"
 
 
 def facet_text(facet: str, text: str) -> str:
-    """The text embedded for one facet.
+    """The text embedded for one facet: the planner's text as written.
 
-    Naming the facet ("scent: ...") gives the model the context a bare sentence
-    lacks; see benchmarks/README.md for the measurement behind this choice.
+    Prefixing the facet name ("scent: ...") was measured and matched slightly
+    worse (benchmarks/README.md), so the name is kept for reasons only.
     """
-    return f"{facet}: {text}"
+    return text
 
 
 def profile_hash(profile: Profile) -> str:

@@ -19,9 +19,12 @@ from matcher.embedding import normalise
 class HashingEncoder:
     """Bag-of-words vectors from hashed tokens; counts calls so tests can see re-embedding."""
 
-    def __init__(self, dimension: int = 64, model_id: str = "test/hashing") -> None:
+    def __init__(
+        self, dimension: int = 64, model_id: str = "test/hashing", *, record: bool = True
+    ) -> None:
         self._dimension = dimension
         self._model_id = model_id
+        self._record = record
         self.calls: list[list[str]] = []
 
     @property
@@ -33,7 +36,8 @@ class HashingEncoder:
         return self._dimension
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        self.calls.append(list(texts))
+        if self._record:
+            self.calls.append(list(texts))
         out = np.zeros((len(texts), self._dimension), dtype=np.float32)
         for row, text in enumerate(texts):
             for token in re.findall(r"\w+", text.lower()):

@@ -1,18 +1,20 @@
 """The web layer: a Flask app factory over the matcher core.
 
 The core is loaded once per process and kept in ``app.extensions["matcher"]``;
-views parse input, call the core and render.
+views parse input, call the core and render. Flask is imported inside the
+factory so that ``matcher --help`` can list ``serve`` without loading it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
-from matcher.matching import Matcher
+    from matcher.matching import Matcher
 
 
 def create_app(config: Mapping[str, Any] | None = None, *, matcher: Matcher | None = None) -> Flask:
@@ -23,6 +25,8 @@ def create_app(config: Mapping[str, Any] | None = None, *, matcher: Matcher | No
         matcher: an already loaded matcher (tests pass one); otherwise it is
             loaded from ``MATCHER_PROFILES`` with ``MATCHER_MODEL``.
     """
+    from flask import Flask
+
     app = Flask(__name__)
     app.config.from_mapping(
         MATCHER_PROFILES=os.environ.get("MATCHER_PROFILES", "profiles"),
