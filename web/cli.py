@@ -6,24 +6,11 @@ from pathlib import Path
 
 import click
 
+from matcher.cli import roster_options
+
 
 @click.command("serve")
-@click.option(
-    "--profiles",
-    "profiles_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default="profiles",
-    show_default=True,
-    envvar="MATCHER_PROFILES",
-    help="Folder of celebrity profile files. Env: MATCHER_PROFILES.",
-)
-@click.option(
-    "--model",
-    default="all-MiniLM-L6-v2",
-    show_default=True,
-    envvar="MATCHER_MODEL",
-    help="Sentence-transformers model name or local folder. Env: MATCHER_MODEL.",
-)
+@roster_options
 @click.option(
     "--host",
     default="127.0.0.1",
@@ -31,13 +18,9 @@ import click
     help="Interface to listen on; 127.0.0.1 keeps it private to this machine.",
 )
 @click.option(
-    "--port",
-    default=5000,
-    show_default=True,
-    type=click.IntRange(1, 65535),
-    help="Port to listen on.",
+    "--port", default=5000, show_default=True, type=click.IntRange(1, 65535), help="Port."
 )
-def serve(profiles_dir: Path, model: str, host: str, port: int) -> None:
+def serve(profiles_dir: Path, model: str, index_dir: Path | None, host: str, port: int) -> None:
     """Serve the shopper form on the roster in PROFILES.
 
     \b
@@ -46,6 +29,12 @@ def serve(profiles_dir: Path, model: str, host: str, port: int) -> None:
     """
     from . import create_app
 
-    app = create_app({"MATCHER_PROFILES": str(profiles_dir), "MATCHER_MODEL": model})
+    app = create_app(
+        {
+            "MATCHER_PROFILES": str(profiles_dir),
+            "MATCHER_MODEL": model,
+            "MATCHER_INDEX_DIR": str(index_dir) if index_dir else None,
+        }
+    )
     click.echo(f"Serving the shopper form on http://{host}:{port}/ (Ctrl+C to stop)", err=True)
     app.run(host=host, port=port, debug=False, load_dotenv=False)
