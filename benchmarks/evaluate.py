@@ -24,10 +24,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from matcher.embedding import DEFAULT_MODEL, Encoder, load_encoder  # noqa: E402
-from matcher.index import ProfileIndex, facet_text  # noqa: E402
-from matcher.matching import Scoring, celebrity_scores  # noqa: E402
-from matcher.profiles import Profile, load_profiles  # noqa: E402
+from matcher.embedding import MINILM, Encoder, FusedEncoder, load_encoder  # noqa: E402
+from matcher.feedback import Correction  # noqa: E402
+from matcher.index import build_index  # noqa: E402
+from matcher.matching import DEFAULT_EXAMPLE_WEIGHT, Scoring, celebrity_scores  # noqa: E402
+from matcher.profiles import Profile, Roster, load_profiles  # noqa: E402
 
 EVAL_SET = ROOT / "benchmarks" / "eval_set.jsonl"
 
@@ -94,18 +95,56 @@ def single_vector_ranker(profiles: Sequence[Profile], encoder: Encoder) -> Ranke
     return rank
 
 
+class CachedEncoder:
+    """Remembers vectors by text, so many configurations reuse one embedding pass."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.encoder = encoder
+        self.model_id = encoder.model_id
+        self.dimension = encoder.dimension
+        self._cache: dict[str, np.ndarray] = {}
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            for text, vector in zip(missing, self.encoder.encode(missing), strict=True):
+                self._cache[text] = vector
+        return np.stack([self._cache[t] for t in texts]).astype(np.float32)
+
+
+def strip_profile(profile: Profile, *, chinese: bool, examples: bool) -> Profile:
+    update: dict[str, object] = {}
+    if not chinese:
+        update["facets_zh"] = {}
+    if not examples:
+        update["examples"] = []
+    return profile.model_copy(update=update)
+
+
 def facet_ranker(
     profiles: Sequence[Profile],
     encoder: Encoder,
-    scoring: Scoring,
-    text_of: Callable[[str, str], str] = facet_text,
+    scoring: Scoring = Scoring.CENTROID,
+    *,
+    chinese: bool = True,
+    examples: bool = True,
+    example_weight: float = 0.0,
+    corrections: Sequence[Correction] = (),
+    text_of: Callable[[str], str] = lambda text: text,
 ) -> Ranker:
-    """The matcher's own scheme: one vector per facet, reduced per celebrity."""
-    vectors = encoder.encode([text_of(f, t) for p in profiles for f, t in p.facets.items()])
-    index = ProfileIndex(tuple(profiles), vectors, encoder.model_id)
+    """The matcher's own scheme: one vector per profile text, reduced per celebrity."""
+    chosen = tuple(strip_profile(p, chinese=chinese, examples=examples) for p in profiles)
+    if text_of("x") != "x":  # the facet-name prefix experiment
+        chosen = tuple(
+            p.model_copy(update={"facets": {f: f"{f}: {t}" for f, t in p.facets.items()}})
+            for p in chosen
+        )
+    roster = Roster(ROOT / "profiles", chosen, tuple(corrections))
+    index, _ = build_index(roster, encoder)
 
     def rank(texts: Sequence[str]) -> list[list[str]]:
-        scores = celebrity_scores(index.facet_scores(encoder.encode(texts)), index, scoring)
+        row_scores = index.facet_scores(encoder.encode(texts))
+        scores = celebrity_scores(row_scores, index, scoring, example_weight)
         ids = index.celebrity_ids
         return [[ids[i] for i in np.argsort(-row, kind="stable")] for row in scores]
 
@@ -132,9 +171,14 @@ def score(items: Sequence[Item], rankings: Sequence[list[str]]) -> Scores:
 
 def evaluate(items: Sequence[Item], rankers: dict[str, Ranker]) -> list[dict[str, object]]:
     texts = [it.text for it in items]
+    return evaluate_rankings(items, {name: ranker(texts) for name, ranker in rankers.items()})
+
+
+def evaluate_rankings(
+    items: Sequence[Item], rankings_by_method: dict[str, list[list[str]]]
+) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
-    for name, ranker in rankers.items():
-        rankings = ranker(texts)
+    for name, rankings in rankings_by_method.items():
         row: dict[str, object] = {"method": name}
         for subset, chosen in {
             "all": list(range(len(items))),
@@ -149,25 +193,74 @@ def evaluate(items: Sequence[Item], rankers: dict[str, Ranker]) -> list[dict[str
 
 
 def markdown(rows: list[dict[str, object]], counts: dict[str, int]) -> str:
-    header = (
-        "| method | top-1 | top-1 (also) | top-3 | en top-1 | en top-3 "
-        "| zh top-1 | mixed top-1 | hard+ambiguous top-1 |"
-    )
+    """The results as a markdown table; "(also)" columns accept an also-acceptable celebrity."""
+    columns = [
+        ("top-1", "all", "top1"),
+        ("top-1 (also)", "all", "top1_also"),
+        ("top-3", "all", "top3"),
+        ("en top-1 (also)", "en", "top1_also"),
+        ("zh top-1 (also)", "zh", "top1_also"),
+        ("mixed top-1 (also)", "mixed", "top1_also"),
+        ("en top-3", "en", "top3"),
+        ("zh top-3", "zh", "top3"),
+        ("hard+ambiguous top-1 (also)", "hard+ambiguous", "top1_also"),
+    ]
     lines = [
         f"Evaluation set: {counts['all']} texts ({counts['en']} en, {counts['zh']} zh, "
         f"{counts['mixed']} mixed; {counts['hard+ambiguous']} hard or ambiguous)",
         "",
-        header,
-        "|---" * 9 + "|",
+        "| method | " + " | ".join(title for title, _, _ in columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
     ]
     for row in rows:
-        a, en, zh, mx, hard = (row[k] for k in ("all", "en", "zh", "mixed", "hard+ambiguous"))
-        lines.append(
-            f"| {row['method']} | {a['top1']:.3f} | {a['top1_also']:.3f} | {a['top3']:.3f} "  # type: ignore[index]
-            f"| {en['top1']:.3f} | {en['top3']:.3f} | {zh['top1']:.3f} | {mx['top1']:.3f} "  # type: ignore[index]
-            f"| {hard['top1']:.3f} |"  # type: ignore[index]
-        )
+        cells = [f"{row[subset][metric]:.3f}" for _, subset, metric in columns]  # type: ignore[index]
+        lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def feedback_gain(
+    items: Sequence[Item],
+    profiles: Sequence[Profile],
+    encoder: Encoder,
+    *,
+    folds: int = 5,
+    seed: int = 7,
+) -> tuple[list[list[str]], list[list[str]], float]:
+    """Held-out gain of planner corrections, by k-fold cross-validation.
+
+    For each fold, the matcher ranks the other folds' texts; every text it gets
+    wrong (top-1 neither the label nor an also-acceptable celebrity) becomes a
+    correction naming the labelled celebrity, as a planner would file it. The
+    fold itself is then matched with and without those corrections. Every text
+    is scored once, never by a matcher that saw it.
+
+    Returns:
+        Rankings without and with corrections (in item order), and the mean
+        number of corrections per fold.
+    """
+    order = list(range(len(items)))
+    np.random.default_rng(seed).shuffle(order)
+    before: list[list[str]] = [[] for _ in items]
+    after: list[list[str]] = [[] for _ in items]
+    used = []
+    plain = facet_ranker(profiles, encoder, example_weight=DEFAULT_EXAMPLE_WEIGHT)
+    for fold in range(folds):
+        held = order[fold::folds]
+        seen = [i for i in order if i not in set(held)]
+        ranked = plain([items[i].text for i in seen])
+        corrections = [
+            Correction(items[i].text, items[i].label)
+            for i, ranking in zip(seen, ranked, strict=True)
+            if ranking[0] != items[i].label and ranking[0] not in items[i].also
+        ]
+        used.append(len(corrections))
+        corrected = facet_ranker(
+            profiles, encoder, example_weight=DEFAULT_EXAMPLE_WEIGHT, corrections=corrections
+        )
+        held_texts = [items[i].text for i in held]
+        for i, without, with_ in zip(held, plain(held_texts), corrected(held_texts), strict=True):
+            before[i], after[i] = without, with_
+    return before, after, float(np.mean(used))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,31 +269,68 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--eval-set", type=Path, default=EVAL_SET)
     parser.add_argument("--profiles", type=Path, default=ROOT / "profiles")
-    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--json", action="store_true", help="one JSON object per method")
     args = parser.parse_args(argv)
 
     items = load_items(args.eval_set)
     profiles = load_profiles(args.profiles).active
-    encoder = load_encoder(args.model)
+    minilm = CachedEncoder(load_encoder(MINILM))
+    use = CachedEncoder(load_encoder("use-multilingual-v3"))
+    fused = CachedEncoder(FusedEncoder([use.encoder, minilm.encoder]))
+    w = DEFAULT_EXAMPLE_WEIGHT
+    plain = {"chinese": False, "examples": False}
     rankers: dict[str, Ranker] = {
-        "TF-IDF baseline (words)": tfidf_ranker(profiles),
-        "TF-IDF baseline (character 2-4-grams)": tfidf_ranker(profiles, chars=True),
-        "single vector per profile": single_vector_ranker(profiles, encoder),
+        "TF-IDF (words)": tfidf_ranker(profiles),
+        "TF-IDF (character 2-4-grams)": tfidf_ranker(profiles, chars=True),
+        "MiniLM, one vector per profile": single_vector_ranker(profiles, minilm),
+        "MiniLM, facets": facet_ranker(profiles, minilm, **plain),
+        "USE, facets": facet_ranker(profiles, use, **plain),
+        "MiniLM+USE, facets": facet_ranker(profiles, fused, **plain),
+        "MiniLM+USE, facets + Chinese facets": facet_ranker(profiles, fused, examples=False),
+        "MiniLM+USE, facets + examples": facet_ranker(
+            profiles, fused, chinese=False, example_weight=w
+        ),
+        "**the matcher**: MiniLM+USE, facets + Chinese facets + examples": facet_ranker(
+            profiles, fused, example_weight=w
+        ),
+        "MiniLM alone, facets + Chinese facets + examples": facet_ranker(
+            profiles, minilm, example_weight=w
+        ),
+        "USE alone, facets + Chinese facets + examples": facet_ranker(
+            profiles, use, example_weight=w
+        ),
     }
-    for scoring in Scoring:
-        default = " (the matcher)" if scoring is Scoring.CENTROID else ""
-        rankers[f"facets, {scoring.value}{default}"] = facet_ranker(profiles, encoder, scoring)
-    rankers["facets prefixed with their name, centroid"] = facet_ranker(
-        profiles, encoder, Scoring.CENTROID, text_of=lambda facet, text: f"{facet}: {text}"
+    for scoring in (Scoring.MAX, Scoring.MEAN, Scoring.BLEND):
+        rankers[f"the matcher, facets scored by {scoring.value} instead of centroid"] = (
+            facet_ranker(profiles, fused, scoring, example_weight=w)
+        )
+    for weight in (0.3, 0.7):
+        rankers[f"the matcher, example weight {weight} instead of {w}"] = facet_ranker(
+            profiles, fused, example_weight=weight
+        )
+    rankers["the matcher, facets prefixed with their name"] = facet_ranker(
+        profiles, fused, example_weight=w, text_of=lambda text: "facet: " + text
     )
     rows = evaluate(items, rankers)
+
+    before, after, corrections = feedback_gain(items, profiles, fused)
+    feedback_rows = evaluate_rankings(
+        items,
+        {
+            "the matcher, held-out folds, no corrections": before,
+            f"the matcher + planner corrections from the other folds (~{corrections:.0f})": after,
+        },
+    )
     if args.json:
-        for row in rows:
+        for row in rows + feedback_rows:
             print(json.dumps(row))
     else:
         counts = {k: v["n"] for k, v in rows[0].items() if isinstance(v, dict)}  # type: ignore[misc]
         print(markdown(rows, counts))
+        print()
+        print("Planner feedback, 5-fold cross-validation:")
+        print()
+        print(markdown(feedback_rows, counts).split("\n", 2)[2])
     return 0
 
 

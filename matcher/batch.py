@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .errors import BatchInputError, InputError
-from .matching import DEFAULT_TOP_K, MAX_TEXT_CHARS, Match, Matcher, validate_text
+from .matching import DEFAULT_TOP_K, Match, Matcher
+from .text import MAX_TEXT_CHARS, validate_text
 
 #: Cells starting with these are run as formulas by spreadsheet programs.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")

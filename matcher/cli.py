@@ -19,8 +19,10 @@ from typing import Any, TypeVar
 import click
 
 from .batch import BadRow, escape_cell
+from .embedding import DEFAULT_MODEL
 from .errors import MatcherError, ProfileError
-from .matching import DEFAULT_TOP_K, MAX_TEXT_CHARS, Match, Matcher, default_index_dir
+from .matching import DEFAULT_TOP_K, Match, Matcher, default_index_dir
+from .text import MAX_TEXT_CHARS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,11 +76,11 @@ def roster_options(func: F) -> F:
     )(func)
     func = click.option(
         "--model",
-        default="all-MiniLM-L6-v2",
+        default=DEFAULT_MODEL,
         show_default=True,
         envvar="MATCHER_MODEL",
-        help="Sentence-transformers model: the packaged default, or a local model folder. "
-        "Env: MATCHER_MODEL.",
+        help="Encoder: all-MiniLM-L6-v2, use-multilingual-v3, a local sentence-transformers "
+        "folder, or several joined by '+' (score fusion). Env: MATCHER_MODEL.",
     )(func)
     return profiles_option(func)
 
@@ -199,7 +201,7 @@ def match_command(
       matcher match "weekend hikes, the sea, a tent under the stars"
       matcher match --top 1 --json "茶和书，安静的下午" "neon, skate parks, synth music"
     """
-    from .matching import validate_text
+    from .text import validate_text
 
     cleaned = [validate_text(text, max_chars=MAX_TEXT_CHARS) for text in texts]
     matcher = _open_matcher(profiles_dir, model, index_dir)
@@ -225,6 +227,54 @@ def _print_matches(matches: list[Match]) -> None:
 
 def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "\u2026"
+
+
+@cli.group()
+def feedback() -> None:
+    """Planner corrections: re-pair a text with the right celebrity."""
+
+
+@feedback.command("add")
+@profiles_option
+@click.option("--right", required=True, help="Id of the celebrity the text belongs to.")
+@click.option("--wrong", help="Id of the celebrity it was wrongly paired with (for the record).")
+@click.argument("text")
+def feedback_add(profiles_dir: Path, right: str, wrong: str | None, text: str) -> None:
+    """Record that TEXT should be paired with the celebrity --right.
+
+    The correction is appended to PROFILES/corrections.jsonl; the next match
+    re-embeds only that celebrity, and later texts close to TEXT lean towards
+    it. Use a test text or a paraphrase, not a shopper's own words, unless the
+    campaign's consent covers keeping them.
+
+    \b
+    Example:
+      matcher feedback add --right chen-an --wrong lin-yue "my weekends: a teahouse and a novel"
+    """
+    from .feedback import add_correction
+    from .profiles import load_profiles
+
+    roster = load_profiles(profiles_dir)
+    correction = add_correction(
+        profiles_dir, text, right, (p.id for p in roster.active), wrong=wrong
+    )
+    count = sum(1 for c in roster.corrections if c.right == right) + 1
+    click.echo(f"recorded: now {count} correction(s) for {correction.right}")
+
+
+@feedback.command("list")
+@profiles_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per correction.")
+def feedback_list(profiles_dir: Path, as_json: bool) -> None:
+    """List the roster's corrections, oldest first."""
+    from .profiles import load_profiles
+
+    for correction in load_profiles(profiles_dir).corrections:
+        if as_json:
+            click.echo(json.dumps(correction.__dict__, ensure_ascii=False))
+        else:
+            was = f" (was {correction.wrong})" if correction.wrong else ""
+            click.echo(f"{correction.right}{was}: {_shorten(correction.text, 80)}")
 
 
 @cli.command("batch")

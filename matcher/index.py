@@ -18,11 +18,11 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -41,27 +41,41 @@ MANIFEST = "manifest.json"
 LOCK = ".lock"
 
 
-def facet_text(facet: str, text: str) -> str:
-    """The text embedded for one facet: the planner's text as written.
-
-    Prefixing the facet name ("scent: ...") was measured and matched slightly
-    worse (benchmarks/README.md), so the name is kept for reasons only.
-    """
-    return text
-
-
-def profile_hash(profile: Profile) -> str:
-    """Digest of what gets embedded for ``profile``, including the index format."""
-    return hashlib.sha256(f"{INDEX_FORMAT}:{profile.content_hash()}".encode()).hexdigest()
+def profile_hash(profile: Profile, examples: Sequence[str] = ()) -> str:
+    """Digest of what gets embedded for ``profile`` (and its extra examples)."""
+    extra = json.dumps(list(examples), ensure_ascii=False)
+    payload = f"{INDEX_FORMAT}:{profile.content_hash()}:{extra}"
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
-class FacetRow:
-    """One row of the index: a facet of a celebrity and its text."""
+class Row:
+    """One row of the index: a text of a celebrity's profile.
+
+    ``kind`` is ``"facet"`` (``facet`` names it, ``lang`` is ``"en"`` for
+    ``facets`` and ``"zh"`` for ``facets_zh``), ``"example"`` (a text a fitting
+    shopper might write, from the profile's ``examples``) or ``"correction"``
+    (a text a planner re-paired with this celebrity).
+    """
 
     celebrity_id: str
+    kind: Literal["facet", "example", "correction"]
     facet: str
+    lang: str
     text: str
+
+
+def profile_rows(profile: Profile, corrections: Sequence[str] = ()) -> list[Row]:
+    """The texts embedded for one celebrity: facets, examples, then corrections.
+
+    Facet texts are embedded as written: prefixing the facet name ("scent: ...")
+    was measured and matched slightly worse (benchmarks/README.md).
+    """
+    rows = [Row(profile.id, "facet", f, "en", t) for f, t in profile.facets.items()]
+    rows += [Row(profile.id, "facet", f, "zh", t) for f, t in profile.facets_zh.items()]
+    rows += [Row(profile.id, "example", "", "", t) for t in profile.examples]
+    rows += [Row(profile.id, "correction", "", "", t) for t in corrections]
+    return rows
 
 
 @dataclass(frozen=True)
@@ -79,35 +93,57 @@ class BuildReport:
 
 
 class ProfileIndex:
-    """Facet vectors of the active profiles in a FAISS inner-product index.
+    """Vectors of the active profiles' texts in a FAISS inner-product index.
+
+    Rows are contiguous per celebrity, facets before examples, so
+    per-celebrity scores are cheap slices of one search result.
 
     Args:
         profiles: active profiles, in roster order.
-        vectors: ``(rows, dimension)`` unit vectors, one per facet, in profile order.
+        vectors: ``(rows, dimension)`` unit vectors in :func:`profile_rows` order.
         model_id: the encoder's identity.
+        examples: extra example texts per celebrity id (planners' corrections).
     """
 
-    def __init__(self, profiles: tuple[Profile, ...], vectors: NDArray[np.float32], model_id: str):
+    def __init__(
+        self,
+        profiles: tuple[Profile, ...],
+        vectors: NDArray[np.float32],
+        model_id: str,
+        examples: Mapping[str, Sequence[str]] | None = None,
+    ):
         import faiss
 
+        examples = examples or {}
+        self.extra_examples = {k: tuple(v) for k, v in examples.items()}
         self.profiles = profiles
         self.model_id = model_id
-        self.rows = tuple(
-            FacetRow(p.id, facet, text) for p in profiles for facet, text in p.facets.items()
-        )
+        blocks = [profile_rows(p, examples.get(p.id, ())) for p in profiles]
+        self.rows = tuple(row for block in blocks for row in block)
         vectors = normalise(vectors)
         if vectors.shape[0] != len(self.rows):
-            raise ValueError(f"{vectors.shape[0]} vectors for {len(self.rows)} facet rows")
+            raise ValueError(f"{vectors.shape[0]} vectors for {len(self.rows)} rows")
         self.vectors = vectors
         self.dimension = int(vectors.shape[1])
-        counts = [len(p.facets) for p in profiles]
-        #: Row where each celebrity's facets start; rows are contiguous per celebrity.
+        counts = [len(block) for block in blocks]
+        #: Row where each celebrity's block starts, its length, and how many of
+        #: its rows are facets (the rest are examples).
         self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
         self.counts = np.asarray(counts, dtype=np.intp)
-        #: Length of the sum of each celebrity's facet vectors, to turn summed
-        #: facet scores into the cosine with the celebrity's centroid.
-        sums = np.add.reduceat(vectors, self.starts, axis=0)
-        self.centroid_norms = np.linalg.norm(sums, axis=1).astype(np.float32)
+        self.facet_counts = np.asarray(
+            [sum(r.kind == "facet" for r in block) for block in blocks], dtype=np.intp
+        )
+        self.example_counts = np.asarray(
+            [sum(r.kind == "example" for r in block) for block in blocks], dtype=np.intp
+        )
+        #: ``facet_scores @ centroid_weights`` gives each celebrity's centroid cosine:
+        #: the cosine with the normalised sum of its facet vectors.
+        self.centroid_weights = np.zeros((len(self.rows), len(profiles)), dtype=np.float32)
+        for position, (start, facets) in enumerate(
+            zip(self.starts, self.facet_counts, strict=True)
+        ):
+            norm = float(np.linalg.norm(vectors[start : start + facets].sum(axis=0)))
+            self.centroid_weights[start : start + facets, position] = 1.0 / max(norm, 1e-12)
         self._faiss = faiss.IndexFlatIP(self.dimension)
         self._faiss.add(vectors)
 
@@ -119,8 +155,26 @@ class ProfileIndex:
         """Number of celebrities."""
         return len(self.profiles)
 
+    def facet_slice(self, position: int) -> slice:
+        """The facet rows of the celebrity at ``position``."""
+        start = int(self.starts[position])
+        return slice(start, start + int(self.facet_counts[position]))
+
+    def example_slice(self, position: int) -> slice:
+        """The example rows of the celebrity at ``position`` (may be empty)."""
+        start = int(self.starts[position]) + int(self.facet_counts[position])
+        return slice(start, start + int(self.example_counts[position]))
+
+    def correction_slice(self, position: int) -> slice:
+        """The correction rows of the celebrity at ``position`` (may be empty)."""
+        start = int(self.starts[position]) + int(self.facet_counts[position])
+        return slice(
+            start + int(self.example_counts[position]),
+            int(self.starts[position]) + int(self.counts[position]),
+        )
+
     def facet_scores(self, queries: NDArray[np.float32]) -> NDArray[np.float32]:
-        """Cosine of each query with every facet row.
+        """Cosine of each query with every row (facets and examples).
 
         Rosters hold tens of celebrities, so every row is scored (``k`` = all
         rows): per-celebrity aggregation needs all of a celebrity's facets, and
@@ -141,6 +195,7 @@ class ProfileIndex:
         return scores
 
     def profile_vectors(self, celebrity_id: str) -> NDArray[np.float32]:
+        """All vectors of one celebrity (facets, then examples)."""
         position = self.celebrity_ids.index(celebrity_id)
         start = int(self.starts[position])
         return self.vectors[start : start + int(self.counts[position])]
@@ -172,15 +227,17 @@ def build_index(
     embedded: list[str] = []
     reused: list[str] = []
     active = roster.active
+    extra = roster.corrected_examples()
     for profile in active:
-        digest = profile_hash(profile)
+        rows = profile_rows(profile, extra.get(profile.id, ()))
+        digest = profile_hash(profile, extra.get(profile.id, ()))
         stored = previous.get(profile.id)
         if (
             stored is not None
             and stored[0] == digest
             and stored[1].shape
             == (
-                len(profile.facets),
+                len(rows),
                 encoder.dimension,
             )
         ):
@@ -189,12 +246,12 @@ def build_index(
             continue
         if on_embed is not None:
             on_embed(profile.id)
-        blocks.append(encoder.encode([facet_text(f, t) for f, t in profile.facets.items()]))
+        blocks.append(encoder.encode([row.text for row in rows]))
         embedded.append(profile.id)
     active_ids = {p.id for p in active}
     removed = tuple(sorted(set(previous) - active_ids))
     vectors = np.concatenate(blocks, axis=0)
-    index = ProfileIndex(active, vectors, encoder.model_id)
+    index = ProfileIndex(active, vectors, encoder.model_id, extra)
     return index, BuildReport(tuple(embedded), tuple(reused), removed)
 
 
@@ -230,7 +287,7 @@ def save_index(index: ProfileIndex, folder: str | Path) -> Path:
         "profiles": [
             {
                 "id": profile.id,
-                "hash": profile_hash(profile),
+                "hash": profile_hash(profile, index.extra_examples.get(profile.id, ())),
                 "facets": list(profile.facets),
                 "start": int(start),
                 "count": int(count),

@@ -23,14 +23,18 @@ from .embedding import DEFAULT_MODEL, Encoder, load_encoder
 from .errors import InputError
 from .index import BuildReport, ProfileIndex, ensure_index
 from .profiles import load_profiles
+from .text import MAX_TEXT_CHARS, is_chinese, validate_text
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-#: Longer texts are refused: a shopper's taste fits in a paragraph, and the
-#: model only reads its first ~256 word pieces anyway.
-MAX_TEXT_CHARS = 1000
 DEFAULT_TOP_K = 3
+#: Weight of a celebrity's closest example text in its score (measured on the
+#: labelled set; see benchmarks/README.md).
+DEFAULT_EXAMPLE_WEIGHT = 0.5
+#: How close (cosine) a text must be to a corrected text for the correction to
+#: pull it; below this, corrections were measured to hurt more than help.
+DEFAULT_CORRECTION_THRESHOLD = 0.7
 
 
 class Scoring(StrEnum):
@@ -87,32 +91,55 @@ class Match:
         }
 
 
-def validate_text(text: object, *, max_chars: int = MAX_TEXT_CHARS) -> str:
-    """Return the stripped shopper text, or raise :class:`InputError` saying what is wrong."""
-    if not isinstance(text, str):
-        raise InputError(f"text must be a string, got {type(text).__name__}")
-    stripped = text.strip()
-    if not stripped:
-        raise InputError("text is blank: say what the shopper likes")
-    if len(stripped) > max_chars:
-        raise InputError(f"text is {len(stripped)} characters long; the limit is {max_chars}")
-    return stripped
-
-
 def celebrity_scores(
-    facet_scores: NDArray[np.float32], index: ProfileIndex, scoring: Scoring
+    row_scores: NDArray[np.float32],
+    index: ProfileIndex,
+    scoring: Scoring = Scoring.CENTROID,
+    example_weight: float = 0.0,
+    correction_threshold: float = 1.0,
 ) -> NDArray[np.float32]:
-    """Reduce ``(queries, rows)`` facet cosines to ``(queries, celebrities)`` scores."""
-    if scoring is Scoring.MAX:
-        return np.asarray(np.maximum.reduceat(facet_scores, index.starts, axis=1), np.float32)
-    summed = np.add.reduceat(facet_scores, index.starts, axis=1)
-    if scoring is Scoring.MEAN:
-        return np.asarray(summed / index.counts, np.float32)
-    centroid = np.asarray(summed / index.centroid_norms, np.float32)
+    """Reduce ``(queries, rows)`` cosines to ``(queries, celebrities)`` scores.
+
+    Args:
+        row_scores: cosines of each query with every index row.
+        index: the index the rows belong to.
+        scoring: how a celebrity's facet cosines combine.
+        example_weight: how much the closest example text of a celebrity counts
+            against the facet score: ``(1 - w) * facets + w * best example``.
+            Celebrities without examples keep their facet score.
+        correction_threshold: a planner's correction adds ``cosine - threshold`` to
+            its celebrity's score when the text is at least that close to the
+            corrected text, so corrections steer similar texts and leave the
+            rest alone.
+    """
     if scoring is Scoring.CENTROID:
-        return centroid
-    best = np.maximum.reduceat(facet_scores, index.starts, axis=1)
-    return np.asarray(0.5 * best + 0.5 * centroid, np.float32)
+        facets = row_scores @ index.centroid_weights
+    else:
+        facets = np.empty((row_scores.shape[0], len(index)), dtype=np.float32)
+        for position in range(len(index)):
+            own = row_scores[:, index.facet_slice(position)]
+            centroid = row_scores @ index.centroid_weights[:, position]
+            if scoring is Scoring.MAX:
+                facets[:, position] = own.max(axis=1)
+            elif scoring is Scoring.MEAN:
+                facets[:, position] = own.mean(axis=1)
+            else:
+                facets[:, position] = 0.5 * own.max(axis=1) + 0.5 * centroid
+    scores = np.asarray(facets, dtype=np.float32)
+    if example_weight:
+        for position in range(len(index)):
+            examples = index.example_slice(position)
+            if examples.stop > examples.start:
+                best = row_scores[:, examples].max(axis=1)
+                scores[:, position] = (1 - example_weight) * scores[:, position] + (
+                    example_weight * best
+                )
+    for position in range(len(index)):
+        corrections = index.correction_slice(position)
+        if corrections.stop > corrections.start:
+            closest = row_scores[:, corrections].max(axis=1)
+            scores[:, position] += np.maximum(closest - correction_threshold, 0.0)
+    return scores
 
 
 class Matcher:
@@ -122,6 +149,10 @@ class Matcher:
         encoder: embeds shopper texts; must be the model the index was built with.
         index: the roster's facet index.
         scoring: how facet cosines combine into a celebrity score.
+        example_weight: how much a celebrity's closest example text counts
+            (see :func:`celebrity_scores`).
+        correction_threshold: how close a text must be to a planner's correction
+            for it to count (see :func:`celebrity_scores`).
         reasons: how many facets to quote per match.
         max_chars: the longest accepted shopper text.
     """
@@ -132,6 +163,8 @@ class Matcher:
         index: ProfileIndex,
         *,
         scoring: Scoring = Scoring.CENTROID,
+        example_weight: float = DEFAULT_EXAMPLE_WEIGHT,
+        correction_threshold: float = DEFAULT_CORRECTION_THRESHOLD,
         reasons: int = 2,
         max_chars: int = MAX_TEXT_CHARS,
     ) -> None:
@@ -142,6 +175,8 @@ class Matcher:
         self.encoder = encoder
         self.index = index
         self.scoring = Scoring(scoring)
+        self.example_weight = example_weight
+        self.correction_threshold = correction_threshold
         self.reasons = reasons
         self.max_chars = max_chars
 
@@ -175,12 +210,17 @@ class Matcher:
         k = self.check_k(k)
         if not texts:
             return []
-        facet_scores = self.index.facet_scores(self.encoder.encode(texts))
-        scores = celebrity_scores(facet_scores, self.index, self.scoring)
-        return [self._rank(facet_scores[i], scores[i], k) for i in range(len(texts))]
+        row_scores = self.index.facet_scores(self.encoder.encode(texts))
+        scores = celebrity_scores(
+            row_scores, self.index, self.scoring, self.example_weight, self.correction_threshold
+        )
+        return [
+            self._rank(row_scores[i], scores[i], k, "zh" if is_chinese(text) else "en")
+            for i, text in enumerate(texts)
+        ]
 
     def _rank(
-        self, facet_row: NDArray[np.float32], scores: NDArray[np.float32], k: int
+        self, row_scores: NDArray[np.float32], scores: NDArray[np.float32], k: int, lang: str
     ) -> list[Match]:
         ids = self.index.celebrity_ids
         rounded = np.round(scores.astype(np.float64), 4)
@@ -199,20 +239,35 @@ class Matcher:
                     score=float(rounded[position]),
                     margin=round(margin, 4),
                     rank=rank,
-                    reasons=self._reasons(facet_row, position),
+                    reasons=self._reasons(row_scores, position, lang),
                 )
             )
         return matches
 
-    def _reasons(self, facet_row: NDArray[np.float32], position: int) -> tuple[Reason, ...]:
-        start = int(self.index.starts[position])
-        count = int(self.index.counts[position])
-        own = facet_row[start : start + count]
-        best = sorted(range(count), key=lambda i: (-round(float(own[i]), 4), i))[: self.reasons]
-        rows = self.index.rows
+    def _reasons(
+        self, row_scores: NDArray[np.float32], position: int, lang: str
+    ) -> tuple[Reason, ...]:
+        """The celebrity's facets closest to the text, quoted in the text's language.
+
+        A facet written in both languages scores by its closer version; the
+        quote is the version in the shopper's language when the planner gave one.
+        """
+        facet_rows = range(
+            self.index.facet_slice(position).start, self.index.facet_slice(position).stop
+        )
+        best: dict[str, float] = {}
+        quote: dict[str, tuple[bool, str]] = {}
+        for r in facet_rows:
+            row = self.index.rows[r]
+            best[row.facet] = max(best.get(row.facet, -2.0), float(row_scores[r]))
+            preferred = row.lang == lang
+            if row.facet not in quote or (preferred and not quote[row.facet][0]):
+                quote[row.facet] = (preferred, row.text)
+        order = list(best)  # facet order as the planner wrote it, for stable ties
+        ranked = sorted(order, key=lambda f: (-round(best[f], 4), order.index(f)))
         return tuple(
-            Reason(rows[start + i].facet, round(float(own[i]), 4), rows[start + i].text)
-            for i in best
+            Reason(facet, round(best[facet], 4), quote[facet][1])
+            for facet in ranked[: self.reasons]
         )
 
 

@@ -21,10 +21,12 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
 from .errors import Problem, ProfileError
+from .feedback import Correction, load_corrections
 
 PROFILE_SUFFIXES = (".yaml", ".yml")
 ID_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
@@ -35,6 +37,9 @@ USUAL_FACETS = ("style", "values", "lifestyle", "scent", "audience")
 FacetName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
 FacetText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
+ExampleText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)
+]
 
 
 class Profile(BaseModel):
@@ -42,7 +47,10 @@ class Profile(BaseModel):
 
     ``facets`` maps a facet name (style, values, scent...) to free text in
     English or Chinese; each facet is embedded on its own so a match can say
-    which facet of the celebrity the shopper is closest to.
+    which facet of the celebrity the shopper is closest to. ``facets_zh`` gives
+    the same facets in Chinese: both languages shape the match, and reasons are
+    quoted in the shopper's language. ``examples`` are texts a fitting shopper
+    might write, in either language; matching compares shoppers with them too.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -53,6 +61,8 @@ class Profile(BaseModel):
     tagline: str = Field(min_length=1, max_length=300)
     tagline_zh: str | None = Field(default=None, min_length=1, max_length=300)
     facets: dict[FacetName, FacetText] = Field(min_length=1)
+    facets_zh: dict[FacetName, FacetText] = Field(default_factory=dict)
+    examples: list[ExampleText] = Field(default_factory=list, max_length=200)
     tags: list[Tag]
     image: str | None = None
     active: bool = True
@@ -65,20 +75,41 @@ class Profile(BaseModel):
             raise ValueError("is blank")
         return value.strip() if value is not None else None
 
+    @field_validator("facets_zh")
+    @classmethod
+    def _chinese_facets_translate_known_facets(
+        cls, facets_zh: dict[str, str], info: ValidationInfo
+    ) -> dict[str, str]:
+        unknown = sorted(set(facets_zh) - set(info.data.get("facets") or {}))
+        if unknown:
+            raise ValueError(f"names facets that 'facets' does not have: {', '.join(unknown)}")
+        return facets_zh
+
     def content_hash(self) -> str:
         """A digest of everything that is embedded, so unchanged profiles are not re-embedded."""
         payload = json.dumps(
-            {"facets": self.facets}, ensure_ascii=False, sort_keys=True, separators=(",", ":")
+            {"facets": self.facets, "facets_zh": self.facets_zh, "examples": self.examples},
+            ensure_ascii=False,
+            sort_keys=True,
+            separators=(",", ":"),
         )
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
 class Roster:
-    """The loaded profiles of one campaign, in file-name order."""
+    """The loaded profiles of one campaign, in file-name order, and planners' corrections."""
 
     folder: Path
     profiles: tuple[Profile, ...]
+    corrections: tuple[Correction, ...] = ()
+
+    def corrected_examples(self) -> dict[str, tuple[str, ...]]:
+        """Corrected texts per celebrity id, used as extra examples of that celebrity."""
+        by_id: dict[str, list[str]] = {}
+        for correction in self.corrections:
+            by_id.setdefault(correction.right, []).append(correction.text)
+        return {key: tuple(texts) for key, texts in by_id.items()}
 
     @property
     def active(self) -> tuple[Profile, ...]:
@@ -136,11 +167,13 @@ def load_profiles(folder: str | Path) -> Roster:
             continue
         seen[profile.id] = path.name
         profiles.append(profile)
+    corrections, correction_problems = load_corrections(folder, seen)
+    problems.extend(correction_problems)
     if problems:
         raise ProfileError(problems)
     if not any(p.active for p in profiles):
         raise ProfileError([Problem(str(folder), "active", "no profile is active")])
-    return Roster(folder=folder, profiles=tuple(profiles))
+    return Roster(folder=folder, profiles=tuple(profiles), corrections=corrections)
 
 
 def parse_profile(file_name: str, raw: bytes) -> tuple[Profile | None, list[Problem]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from matcher.embedding import SentenceTransformerEncoder
+from matcher.embedding import DEFAULT_MODEL, Encoder, load_encoder
 from matcher.index import build_index
 from matcher.matching import Matcher, load_matcher
 from matcher.profiles import load_profiles
@@ -84,15 +84,13 @@ def fake_matcher(roster_dir: Path, fake_encoder: HashingEncoder) -> Matcher:
 
 
 @pytest.fixture(scope="session")
-def real_encoder() -> SentenceTransformerEncoder:
-    """The packaged all-MiniLM-L6-v2, loaded once for the whole run."""
-    return SentenceTransformerEncoder()
+def real_encoder() -> Encoder:
+    """The default encoder (packaged USE multilingual + all-MiniLM-L6-v2), loaded once."""
+    return load_encoder(DEFAULT_MODEL)
 
 
 @pytest.fixture(scope="session")
-def sample_matcher(
-    real_encoder: SentenceTransformerEncoder, tmp_path_factory: pytest.TempPathFactory
-) -> Matcher:
+def sample_matcher(real_encoder: Encoder, tmp_path_factory: pytest.TempPathFactory) -> Matcher:
     """The real model and real FAISS on the shipped sample roster."""
     matcher, _ = load_matcher(
         SAMPLE_PROFILES, encoder=real_encoder, index_dir=tmp_path_factory.mktemp("index")

@@ -11,6 +11,8 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from matcher.embedding import DEFAULT_MODEL
+
 if TYPE_CHECKING:
     from flask import Flask
 
@@ -30,7 +32,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, matcher: Matcher | No
     app = Flask(__name__)
     app.config.from_mapping(
         MATCHER_PROFILES=os.environ.get("MATCHER_PROFILES", "profiles"),
-        MATCHER_MODEL=os.environ.get("MATCHER_MODEL", "all-MiniLM-L6-v2"),
+        MATCHER_MODEL=os.environ.get("MATCHER_MODEL", DEFAULT_MODEL),
         MATCHER_INDEX_DIR=os.environ.get("MATCHER_INDEX_DIR") or None,
         MAX_CONTENT_LENGTH=64 * 1024,
     )
