@@ -69,7 +69,9 @@ def test_save_and_read_round_trip(
     stored = read_index(tmp_path / "idx", fake_encoder)
     assert set(stored.by_profile) == set(index.celebrity_ids)
     for celebrity in index.celebrity_ids:
-        np.testing.assert_array_equal(stored.by_profile[celebrity][1], index.profile_vectors(celebrity))
+        np.testing.assert_array_equal(
+            stored.by_profile[celebrity][1], index.profile_vectors(celebrity)
+        )
     manifest = json.loads((tmp_path / "idx" / MANIFEST).read_text())
     assert manifest["model_id"] == fake_encoder.model_id
     assert manifest["dimension"] == fake_encoder.dimension

@@ -33,7 +33,9 @@ def test_unusable_text_is_refused(fake_matcher: Matcher, text: object) -> None:
 def test_refusal_says_what_is_wrong() -> None:
     with pytest.raises(InputError, match="blank"):
         validate_text("  ")
-    with pytest.raises(InputError, match=f"{MAX_TEXT_CHARS + 5} characters long; the limit is {MAX_TEXT_CHARS}"):
+    with pytest.raises(
+        InputError, match=f"{MAX_TEXT_CHARS + 5} characters long; the limit is {MAX_TEXT_CHARS}"
+    ):
         validate_text("y" * (MAX_TEXT_CHARS + 5))
     assert validate_text("  tea  ") == "tea"
 
@@ -66,7 +68,9 @@ def test_ranking_is_best_first_with_margins(fake_matcher: Matcher) -> None:
 def test_margin_of_last_returned_match_looks_past_k(fake_matcher: Matcher) -> None:
     full = fake_matcher.match("reading novels with green tea", 3)
     top1 = fake_matcher.match("reading novels with green tea", 1)
-    assert top1[0].margin == full[0].margin == pytest.approx(full[0].score - full[1].score, abs=1e-4)
+    assert (
+        top1[0].margin == full[0].margin == pytest.approx(full[0].score - full[1].score, abs=1e-4)
+    )
 
 
 def test_reasons_quote_the_closest_facets(fake_matcher: Matcher, roster_dir) -> None:
@@ -127,7 +131,9 @@ def test_real_model_is_deterministic_and_batch_equals_single(sample_matcher: Mat
     texts = [t for t, _ in CLEAR_SHOPPERS]
     batched = sample_matcher.match_many(texts, 3)
     singles = [sample_matcher.match(t, 3) for t in texts]
-    assert [[m.celebrity_id for m in ms] for ms in batched] == [[m.celebrity_id for m in ms] for ms in singles]
+    assert [[m.celebrity_id for m in ms] for ms in batched] == [
+        [m.celebrity_id for m in ms] for ms in singles
+    ]
     for b, s in zip(batched, singles, strict=True):
         for mb, ms in zip(b, s, strict=True):
             assert mb.score == pytest.approx(ms.score, abs=2e-4)
@@ -140,5 +146,7 @@ def test_core_does_not_import_web_or_heavy_libraries_on_import() -> None:
         "bad = [m for m in ('flask', 'web', 'torch', 'sentence_transformers', 'faiss') if m in sys.modules];"
         "print(','.join(bad))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == ""

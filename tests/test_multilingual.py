@@ -19,7 +19,7 @@ from matcher.matching import Matcher, celebrity_scores
 from matcher.profiles import load_profiles, parse_profile
 from matcher.text import is_chinese
 
-from .conftest import TINY_ROSTER, write_roster
+from .conftest import TINY_ROSTER
 from .fakes import HashingEncoder
 
 BILINGUAL = textwrap.dedent(TINY_ROSTER["library.yaml"]).replace(

@@ -57,7 +57,9 @@ def problems_for(body: str | bytes) -> list[str]:
         pytest.param(GOOD.encode("utf-8").replace("海星".encode(), b"\xb5\xa3\xd0\xc7"), "x.yaml:3: (file): not valid UTF-8", id="gbk-encoded"),
     ],
 )  # fmt: skip
-def test_each_mistake_is_reported_with_file_line_and_field(body: str | bytes, expected: str) -> None:
+def test_each_mistake_is_reported_with_file_line_and_field(
+    body: str | bytes, expected: str
+) -> None:
     problems = problems_for(body)
     assert any(p.startswith(expected) for p in problems), problems
 
@@ -68,7 +70,9 @@ def test_every_problem_across_files_is_reported_at_once(tmp_path: Path) -> None:
         {
             "a.yaml": GOOD,
             "b.yaml": GOOD,  # duplicate id "ocean"
-            "c.yaml": GOOD.replace("id: ocean", "id: other").replace("tagline: Salt and waves.\n", ""),
+            "c.yaml": GOOD.replace("id: ocean", "id: other").replace(
+                "tagline: Salt and waves.\n", ""
+            ),
             "d.yaml": GOOD.replace("id: ocean", "id: fourth") + "extra: 1\n",
         },
     )

@@ -38,7 +38,9 @@ def test_form_shows_the_length_limit(client: FlaskClient) -> None:
 def test_posting_a_text_shows_the_best_celebrity_and_reasons(
     client: FlaskClient, sample_matcher: Matcher
 ) -> None:
-    text = "Slow mornings: a pot of oolong, a book of essays and ten minutes of breathing exercises."
+    text = (
+        "Slow mornings: a pot of oolong, a book of essays and ten minutes of breathing exercises."
+    )
     expected = sample_matcher.match(text, 3)[0]
     page = client.post("/", data={"text": text}).get_data(as_text=True)
     assert f"{expected.name} · {expected.name_zh}" in page
