@@ -27,10 +27,16 @@ sys.path.insert(0, str(ROOT))
 from matcher.embedding import MINILM, Encoder, FusedEncoder, load_encoder  # noqa: E402
 from matcher.feedback import Correction  # noqa: E402
 from matcher.index import build_index  # noqa: E402
-from matcher.matching import DEFAULT_EXAMPLE_WEIGHT, Scoring, celebrity_scores  # noqa: E402
+from matcher.matching import (  # noqa: E402
+    DEFAULT_CORRECTION_THRESHOLD,
+    DEFAULT_EXAMPLE_WEIGHT,
+    Scoring,
+    celebrity_scores,
+)
 from matcher.profiles import Profile, Roster, load_profiles  # noqa: E402
 
 EVAL_SET = ROOT / "benchmarks" / "eval_set.jsonl"
+FEEDBACK_PAIRS = ROOT / "benchmarks" / "feedback_pairs.jsonl"
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,7 @@ def facet_ranker(
     examples: bool = True,
     example_weight: float = 0.0,
     corrections: Sequence[Correction] = (),
+    correction_threshold: float = DEFAULT_CORRECTION_THRESHOLD,
     text_of: Callable[[str], str] = lambda text: text,
 ) -> Ranker:
     """The matcher's own scheme: one vector per profile text, reduced per celebrity."""
@@ -144,7 +151,7 @@ def facet_ranker(
 
     def rank(texts: Sequence[str]) -> list[list[str]]:
         row_scores = index.facet_scores(encoder.encode(texts))
-        scores = celebrity_scores(row_scores, index, scoring, example_weight)
+        scores = celebrity_scores(row_scores, index, scoring, example_weight, correction_threshold)
         ids = index.celebrity_ids
         return [[ids[i] for i in np.argsort(-row, kind="stable")] for row in scores]
 
@@ -225,6 +232,7 @@ def feedback_gain(
     *,
     folds: int = 5,
     seed: int = 7,
+    threshold: float = DEFAULT_CORRECTION_THRESHOLD,
 ) -> tuple[list[list[str]], list[list[str]], float]:
     """Held-out gain of planner corrections, by k-fold cross-validation.
 
@@ -255,12 +263,53 @@ def feedback_gain(
         ]
         used.append(len(corrections))
         corrected = facet_ranker(
-            profiles, encoder, example_weight=DEFAULT_EXAMPLE_WEIGHT, corrections=corrections
+            profiles,
+            encoder,
+            example_weight=DEFAULT_EXAMPLE_WEIGHT,
+            corrections=corrections,
+            correction_threshold=threshold,
         )
         held_texts = [items[i].text for i in held]
         for i, without, with_ in zip(held, plain(held_texts), corrected(held_texts), strict=True):
             before[i], after[i] = without, with_
     return before, after, float(np.mean(used))
+
+
+def similar_text_gain(
+    pairs_path: Path, profiles: Sequence[Profile], encoder: Encoder, threshold: float
+) -> dict[str, float]:
+    """What a correction does for a later, similar text from another shopper.
+
+    ``feedback_pairs.jsonl`` holds pairs of texts by two shoppers with the same
+    taste. Wherever the matcher pairs the first text wrongly, a planner files a
+    correction; the second text is then matched with and without it.
+    """
+    pairs = [json.loads(line) for line in pairs_path.read_text("utf-8").splitlines() if line]
+    plain = facet_ranker(profiles, encoder, example_weight=DEFAULT_EXAMPLE_WEIGHT)
+    filed = plain([p["filed"] for p in pairs])
+    wrong = [p for p, ranking in zip(pairs, filed, strict=True) if ranking[0] != p["label"]]
+    corrections = [Correction(p["filed"], p["label"]) for p in wrong]
+    corrected = facet_ranker(
+        profiles,
+        encoder,
+        example_weight=DEFAULT_EXAMPLE_WEIGHT,
+        corrections=corrections,
+        correction_threshold=threshold,
+    )
+
+    def top1(ranker: Ranker, chosen: list[dict[str, str]]) -> float:
+        rankings = ranker([p["later"] for p in chosen])
+        hits = [r[0] == p["label"] for p, r in zip(chosen, rankings, strict=True)]
+        return float(np.mean(hits)) if hits else float("nan")
+
+    return {
+        "pairs": len(pairs),
+        "corrections": len(wrong),
+        "later_wrongly_paired_before": top1(plain, wrong),
+        "later_wrongly_paired_after": top1(corrected, wrong),
+        "all_later_before": top1(plain, pairs),
+        "all_later_after": top1(corrected, pairs),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -314,16 +363,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = evaluate(items, rankers)
 
     before, after, corrections = feedback_gain(items, profiles, fused)
+    _, loose, _ = feedback_gain(items, profiles, fused, threshold=0.4)
     feedback_rows = evaluate_rankings(
         items,
         {
             "the matcher, held-out folds, no corrections": before,
-            f"the matcher + planner corrections from the other folds (~{corrections:.0f})": after,
+            f"+ corrections from the other folds (~{corrections:.0f}), "
+            f"threshold {DEFAULT_CORRECTION_THRESHOLD} (the matcher)": after,
+            "+ the same corrections, threshold 0.4": loose,
         },
     )
+    similar = {
+        threshold: similar_text_gain(FEEDBACK_PAIRS, profiles, fused, threshold)
+        for threshold in (DEFAULT_CORRECTION_THRESHOLD, 0.4, 0.7)
+    }
     if args.json:
         for row in rows + feedback_rows:
             print(json.dumps(row))
+        for threshold, result in similar.items():
+            print(json.dumps({"similar_texts_threshold": threshold, **result}))
     else:
         counts = {k: v["n"] for k, v in rows[0].items() if isinstance(v, dict)}  # type: ignore[misc]
         print(markdown(rows, counts))
@@ -331,6 +389,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("Planner feedback, 5-fold cross-validation:")
         print()
         print(markdown(feedback_rows, counts).split("\n", 2)[2])
+        print()
+        first = next(iter(similar.values()))
+        print(
+            f"Corrections and similar texts ({first['pairs']:.0f} pairs of texts by two "
+            f"shoppers, {first['corrections']:.0f} first texts paired wrongly and corrected):"
+        )
+        print()
+        print(
+            "| correction threshold | top-1 of later texts whose first text was corrected: "
+            "before | after | top-1 of all later texts: before | after |"
+        )
+        print("|---|---|---|---|---|")
+        for threshold, r in similar.items():
+            print(
+                f"| {threshold} | {r['later_wrongly_paired_before']:.3f} "
+                f"| {r['later_wrongly_paired_after']:.3f} | {r['all_later_before']:.3f} "
+                f"| {r['all_later_after']:.3f} |"
+            )
     return 0
 
 

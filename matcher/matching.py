@@ -33,8 +33,9 @@ DEFAULT_TOP_K = 3
 #: labelled set; see benchmarks/README.md).
 DEFAULT_EXAMPLE_WEIGHT = 0.5
 #: How close (cosine) a text must be to a corrected text for the correction to
-#: pull it; below this, corrections were measured to hurt more than help.
-DEFAULT_CORRECTION_THRESHOLD = 0.7
+#: pull it. Lower, corrections also help similar texts more, but start to
+#: mislead unrelated ones (both measured; see benchmarks/README.md).
+DEFAULT_CORRECTION_THRESHOLD = 0.55
 
 
 class Scoring(StrEnum):
