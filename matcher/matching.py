@@ -36,6 +36,9 @@ DEFAULT_EXAMPLE_WEIGHT = 0.5
 #: pull it. Lower, corrections also help similar texts more, but start to
 #: mislead unrelated ones (both measured; see benchmarks/README.md).
 DEFAULT_CORRECTION_THRESHOLD = 0.55
+#: Softmax temperature for ``Match.share``: score gaps of 0.05 (a clear lead on
+#: these models) become a factor of e between two celebrities' shares.
+SHARE_TEMPERATURE = 0.05
 
 
 class Scoring(StrEnum):
@@ -68,6 +71,9 @@ class Match:
             (0 for the last); a small margin on the top match means a close call.
         rank: 1 for the best match.
         reasons: the closest facets, best first, quoted.
+        share: this celebrity's share of the fit across the whole roster (0..1,
+            summing to 1 over all celebrities): a softmax of the scores, so a
+            shopper can read "how clearly this celebrity fits me rather than the others".
     """
 
     celebrity_id: str
@@ -77,6 +83,7 @@ class Match:
     margin: float
     rank: int
     reasons: tuple[Reason, ...]
+    share: float = 0.0
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -86,6 +93,7 @@ class Match:
             "score": self.score,
             "margin": self.margin,
             "rank": self.rank,
+            "share": self.share,
             "reasons": [
                 {"facet": r.facet, "score": r.score, "quote": r.quote} for r in self.reasons
             ],
@@ -225,6 +233,8 @@ class Matcher:
     ) -> list[Match]:
         ids = self.index.celebrity_ids
         rounded = np.round(scores.astype(np.float64), 4)
+        weights = np.exp((rounded - rounded.max()) / SHARE_TEMPERATURE)
+        shares = weights / weights.sum()
         # Sort by rounded score (descending), then id, so float noise cannot reorder ties.
         order = sorted(range(len(ids)), key=lambda i: (-rounded[i], ids[i]))
         matches = []
@@ -241,6 +251,7 @@ class Matcher:
                     margin=round(margin, 4),
                     rank=rank,
                     reasons=self._reasons(row_scores, position, lang),
+                    share=round(float(shares[position]), 4),
                 )
             )
         return matches

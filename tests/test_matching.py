@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -104,9 +105,17 @@ def test_encoder_must_match_index_model(roster_dir) -> None:
         Matcher(HashingEncoder(model_id="b"), index)
 
 
+def test_shares_are_a_softmax_of_scores_over_the_roster(fake_matcher: Matcher) -> None:
+    matches = fake_matcher.match("sailing and surfing at the beach with sea salt", 3)
+    assert sum(m.share for m in matches) == pytest.approx(1.0, abs=1e-3)
+    assert [m.share for m in matches] == sorted((m.share for m in matches), reverse=True)
+    ratio = matches[0].share / matches[1].share
+    assert ratio == pytest.approx(math.exp((matches[0].score - matches[1].score) / 0.05), rel=1e-2)
+
+
 def test_to_dict_is_json_ready(fake_matcher: Matcher) -> None:
     record = fake_matcher.match("beach", 1)[0].to_dict()
-    assert set(record) == {"celebrity_id", "name", "name_zh", "score", "margin", "rank", "reasons"}
+    assert set(record) == {"celebrity_id", "name", "name_zh", "score", "margin", "rank", "reasons", "share"}
     assert set(record["reasons"][0]) == {"facet", "score", "quote"}
 
 

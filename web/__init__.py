@@ -1,22 +1,29 @@
 """The web layer: a Flask app factory over the matcher core.
 
-The core is loaded once per process and kept in ``app.extensions["matcher"]``;
-views parse input, call the core and render. Flask is imported inside the
-factory so that ``matcher --help`` can list ``serve`` without loading it.
+One blueprint per area: ``shopper`` (the form at ``/``), ``embed`` (the same
+flow for an iframe), ``api`` (JSON at ``/api/v1``) and ``planner`` (behind a
+login). The core is loaded once per process and kept in
+``app.extensions["matcher"]``; views parse input, call the core and render.
+Flask is imported inside the factory so that ``matcher --help`` can list
+``serve`` without loading it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from matcher.embedding import DEFAULT_MODEL
+from .settings import DEFAULT_QUICK_PICKS, SettingsStore, defaults, instance_secret, parse_origins
 
 if TYPE_CHECKING:
     from flask import Flask
 
     from matcher.matching import Matcher
+
+log = logging.getLogger(__name__)
 
 
 def create_app(config: Mapping[str, Any] | None = None, *, matcher: Matcher | None = None) -> Flask:
@@ -26,18 +33,34 @@ def create_app(config: Mapping[str, Any] | None = None, *, matcher: Matcher | No
         config: overrides, e.g. a test configuration.
         matcher: an already loaded matcher (tests pass one); otherwise it is
             loaded from ``MATCHER_PROFILES`` with ``MATCHER_MODEL``.
+
+    Raises:
+        MatcherError: the roster, the model or a setting (such as an embed
+            origin) cannot be used; the CLI shows it as one line.
     """
     from flask import Flask
 
-    app = Flask(__name__)
-    app.config.from_mapping(
-        MATCHER_PROFILES=os.environ.get("MATCHER_PROFILES", "profiles"),
-        MATCHER_MODEL=os.environ.get("MATCHER_MODEL", DEFAULT_MODEL),
-        MATCHER_INDEX_DIR=os.environ.get("MATCHER_INDEX_DIR") or None,
-        MAX_CONTENT_LENGTH=64 * 1024,
-    )
+    instance = (config or {}).get("INSTANCE_PATH") or os.environ.get("MATCHER_INSTANCE_DIR")
+    app = Flask(__name__, instance_path=str(Path(instance).resolve()) if instance else None)
+    app.config.from_mapping(defaults())
     if config:
         app.config.from_mapping(config)
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = instance_secret(app.instance_path)
+    env_origins = parse_origins(app.config["MATCHER_EMBED_ORIGINS"])
+    store = SettingsStore(Path(app.instance_path) / "settings.json")
+
+    def current_settings() -> dict[str, Any]:
+        """Planner settings, with the operator's environment taking precedence."""
+        saved = store.load()
+        return {
+            "embed_origins": env_origins or parse_origins(saved.get("embed_origins")),
+            "quick_picks": saved.get("quick_picks") or DEFAULT_QUICK_PICKS,
+        }
+
+    app.extensions["matcher.settings"] = current_settings
+    app.extensions["matcher.settings_store"] = store
+
     if matcher is None:
         from matcher.matching import load_matcher
 
@@ -48,7 +71,18 @@ def create_app(config: Mapping[str, Any] | None = None, *, matcher: Matcher | No
         )
     app.extensions["matcher"] = matcher
 
-    from . import shopper
+    from . import api, embed, planner, shopper
+    from .errors import register_error_handlers
+    from .i18n import register_i18n
+    from .security import register_security
 
+    register_error_handlers(app)
+    register_security(app)
+    register_i18n(app)
     app.register_blueprint(shopper.bp)
+    app.register_blueprint(embed.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(planner.bp)
+    if not app.config["MATCHER_PLANNER_PASSWORD"]:
+        log.warning("planner area is off: set MATCHER_PLANNER_PASSWORD to turn it on")
     return app

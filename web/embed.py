@@ -1,0 +1,22 @@
+"""``/embed``: the shopper flow for an iframe on the brand's microsite.
+
+The page may be framed only by the origins a planner listed (see
+``security.py``). ``static/embed.js`` tells the host page about the frame's
+height and the pairing with ``postMessage``; the events are documented in
+``docs/embedding.md``.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from .pairing import handle
+from .security import allow_embedding
+
+bp = Blueprint("embed", __name__)
+
+
+@bp.route("/embed", methods=["GET", "POST"])
+def form() -> tuple[str, int]:
+    allow_embedding()
+    return handle("embed/page.html")

@@ -1,0 +1,115 @@
+"""The shopper flow shared by the page at ``/`` and the iframe at ``/embed``.
+
+Parses the form, calls the core, and turns matches into what a shopper reads:
+names and taglines in their language, reasons in plain words, a fit figure.
+Nothing here decides who matches; the core does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app, render_template, request
+from flask_babel import gettext
+
+from matcher.errors import InputError
+from matcher.matching import Match, Matcher
+from matcher.profiles import Profile
+from matcher.text import MAX_TEXT_CHARS
+
+from .i18n import select_locale
+from .security import check_form_post
+
+TOP_K = 3
+
+
+def current_matcher() -> Matcher:
+    matcher: Matcher = current_app.extensions["matcher"]
+    return matcher
+
+
+def quick_picks() -> dict[str, list[str]]:
+    picks: dict[str, list[str]] = current_app.extensions["matcher.settings"]()["quick_picks"]
+    return picks
+
+
+def facet_label(facet: str) -> str:
+    labels = {
+        "style": gettext("style"),
+        "values": gettext("values"),
+        "lifestyle": gettext("lifestyle"),
+        "scent": gettext("scent"),
+        "audience": gettext("the people they speak to"),
+    }
+    return labels.get(facet, facet.replace("_", " "))
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One match as the shopper sees it."""
+
+    celebrity_id: str
+    name: str
+    other_name: str
+    tagline: str
+    initials: str
+    image: str | None
+    percent: int
+    reasons: list[dict[str, str]]
+
+
+def present(match: Match, profile: Profile, lang: str) -> Shown:
+    chinese = lang == "zh"
+    return Shown(
+        celebrity_id=match.celebrity_id,
+        name=profile.name_zh if chinese else profile.name,
+        other_name=profile.name if chinese else profile.name_zh,
+        tagline=(profile.tagline_zh or profile.tagline) if chinese else profile.tagline,
+        initials=profile.name_zh[:1] if chinese else "".join(w[:1] for w in profile.name.split()),
+        image=profile.image,
+        percent=round(match.share * 100),
+        reasons=[{"facet": facet_label(r.facet), "quote": r.quote} for r in match.reasons],
+    )
+
+
+def compose_text(text: str, picks: list[str]) -> str:
+    """The text the matcher reads: what the shopper wrote, then the quick picks they ticked."""
+    allowed = {pick for group in quick_picks().values() for pick in group}
+    chosen = [p for p in picks if p in allowed]
+    return " ".join(part for part in (text.strip(), ", ".join(chosen)) if part)
+
+
+def handle(template: str) -> tuple[str, int]:
+    """GET shows the form; POST checks the form's origin and token, matches and shows the result."""
+    lang = select_locale()
+    context: dict[str, Any] = {
+        "text": "",
+        "picked": [],
+        "consent": False,
+        "error": None,
+        "result": None,
+        "max_chars": MAX_TEXT_CHARS,
+        "quick_picks": quick_picks(),
+        "lang": lang,
+    }
+    status = 200
+    if request.method == "POST":
+        check_form_post()
+        text = request.form.get("text", "")
+        picked = request.form.getlist("picks")
+        context.update(text=text, picked=picked, consent=request.form.get("consent") == "yes")
+        try:
+            matcher = current_matcher()
+            matches = matcher.match(compose_text(text, picked), TOP_K)
+        except InputError:
+            status = 400
+            context["error"] = (
+                gettext("Tell us a little about what you like first.")
+                if not compose_text(text, picked)
+                else gettext("That is too long: please keep it under %(n)d characters.", n=MAX_TEXT_CHARS)
+            )
+        else:
+            profiles = {p.id: p for p in matcher.index.profiles}
+            context["result"] = [present(m, profiles[m.celebrity_id], lang) for m in matches]
+    return render_template(template, **context), status

@@ -1,0 +1,108 @@
+"""Web settings: defaults, then ``MATCHER_*`` environment variables, then explicit config.
+
+Read once by the app factory. Values a planner may change at run time (embed
+origins, quick picks) also live in ``instance/settings.json``, written by the
+planner area; environment variables win over that file so an operator keeps
+the last word.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from matcher.embedding import DEFAULT_MODEL
+from matcher.errors import ConfigError
+
+DEFAULT_QUICK_PICKS: dict[str, list[str]] = {
+    "moods": ["calm", "romantic", "adventurous", "playful", "bold", "elegant", "creative"],
+    "scents": ["floral", "woody", "fresh", "citrus", "spicy", "powdery"],
+}
+
+
+def defaults() -> dict[str, Any]:
+    env = os.environ
+    return {
+        "MATCHER_PROFILES": env.get("MATCHER_PROFILES", "profiles"),
+        "MATCHER_MODEL": env.get("MATCHER_MODEL", DEFAULT_MODEL),
+        "MATCHER_INDEX_DIR": env.get("MATCHER_INDEX_DIR") or None,
+        "MATCHER_EMBED_ORIGINS": env.get("MATCHER_EMBED_ORIGINS"),
+        "MATCHER_PLANNER_USER": env.get("MATCHER_PLANNER_USER", "planner"),
+        "MATCHER_PLANNER_PASSWORD": env.get("MATCHER_PLANNER_PASSWORD") or None,
+        "SECRET_KEY": env.get("MATCHER_SECRET_KEY") or None,
+        # Shopper texts are short; planner uploads are the only large bodies.
+        "MAX_CONTENT_LENGTH": 20 * 1024 * 1024,
+        "BABEL_DEFAULT_LOCALE": "en",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+    }
+
+
+def parse_origins(value: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """Turn ``"https://a.example, https://b.example"`` into a checked list of origins.
+
+    Raises:
+        ConfigError: an entry is not ``scheme://host[:port]``.
+    """
+    if not value:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    origins = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise ConfigError(
+                f"embed origin {item!r} must look like https://shop.example or http://host:port"
+            )
+        origins.append(f"{parts.scheme}://{parts.netloc}".lower())
+    return origins
+
+
+class SettingsStore:
+    """Planner-editable settings kept as JSON in the instance folder."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def save(self, values: Mapping[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(dict(values), ensure_ascii=False, indent=2), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+def instance_secret(instance_path: str) -> str:
+    """A secret key shared by every worker of this instance, made once and kept on disk.
+
+    Written to a temporary file and hard-linked into place, so two workers
+    starting together agree on one key and never read a half-written file.
+    """
+    folder = Path(instance_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "secret_key"
+    if not path.exists():
+        tmp = folder / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text(encoding="ascii").strip()

@@ -1,0 +1,17 @@
+// Progressive enhancement for the shopper form; the form works without it.
+(function () {
+  "use strict";
+  var text = document.getElementById("text");
+  var hint = document.getElementById("text-limit");
+  if (text && hint) {
+    var limit = Number(hint.getAttribute("data-limit"));
+    var original = hint.textContent;
+    var update = function () {
+      hint.textContent = original + " (" + text.value.length + "/" + limit + ")";
+    };
+    text.addEventListener("input", update);
+    update();
+  }
+  var result = document.getElementById("result");
+  if (result) { result.focus(); }
+})();
