@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 INDEX_FORMAT = 1
 MANIFEST = "manifest.json"
 LOCK = ".lock"
+BUILD_LOCK = ".build.lock"
 
 
 def profile_hash(profile: Profile, examples: Sequence[str] = ()) -> str:
@@ -379,25 +380,29 @@ def ensure_index(
     """Load the saved index for ``roster``, re-embedding only what changed, and save it.
 
     A missing, corrupt or mismatched index is rebuilt from scratch; the reason is
-    logged and returned in the report.
+    logged and returned in the report. Processes refreshing the same folder take
+    turns (web workers starting together embed once, not once each).
     """
-    rebuilt_because: str | None = None
-    try:
-        previous = read_index(folder, encoder).by_profile
-    except IndexStateError as exc:
-        rebuilt_because = str(exc)
-        log.info("building the index from scratch: %s", exc)
-        previous = {}
-    index, report = build_index(roster, encoder, previous, on_embed=on_embed)
-    if report.changed or rebuilt_because is not None:
-        save_index(index, folder)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with _locked(folder, BUILD_LOCK):
+        rebuilt_because: str | None = None
+        try:
+            previous = read_index(folder, encoder).by_profile
+        except IndexStateError as exc:
+            rebuilt_because = str(exc)
+            log.info("building the index from scratch: %s", exc)
+            previous = {}
+        index, report = build_index(roster, encoder, previous, on_embed=on_embed)
+        if report.changed or rebuilt_because is not None:
+            save_index(index, folder)
     return index, BuildReport(report.embedded, report.reused, report.removed, rebuilt_because)
 
 
 @contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
+def _locked(folder: Path, name: str = LOCK) -> Iterator[None]:
     """Serialise writers (two CLI runs, two web workers) on one index folder."""
-    with open(folder / LOCK, "a+b") as handle:
+    with open(folder / name, "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

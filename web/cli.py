@@ -1,12 +1,45 @@
-"""``matcher serve``: registered with the core CLI through the ``matcher.commands`` entry point."""
+"""``matcher serve``: registered with the core CLI through the ``matcher.commands`` entry point.
+
+Production serving runs gunicorn with the model loaded in each worker after
+the fork (torch in a process forked after loading can hang), and thread pools
+sized so that workers do not fight over the cores: each worker's torch and
+BLAS get ``cores // workers`` threads.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import click
 
 from matcher.cli import roster_options
+
+
+def thread_budget(workers: int, cores: int | None = None) -> int:
+    """Threads each worker's math libraries may use so that workers x threads <= cores."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, workers))
+
+
+def worker_environment(threads: int) -> dict[str, str]:
+    """Set before torch or numpy load in the worker: they read these once, at import."""
+    return {
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "OPENBLAS_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
+def app_config(profiles_dir: Path, model: str, index_dir: Path | None) -> dict[str, Any]:
+    return {
+        "MATCHER_PROFILES": str(profiles_dir),
+        "MATCHER_MODEL": model,
+        "MATCHER_INDEX_DIR": str(index_dir) if index_dir else None,
+    }
 
 
 @click.command("serve")
@@ -17,24 +50,86 @@ from matcher.cli import roster_options
     show_default=True,
     help="Interface to listen on; 127.0.0.1 keeps it private to this machine.",
 )
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
-    "--port", default=5000, show_default=True, type=click.IntRange(1, 65535), help="Port."
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Worker processes, each with its own copy of the models. Default: the number of cores.",
 )
-def serve(profiles_dir: Path, model: str, index_dir: Path | None, host: str, port: int) -> None:
-    """Serve the shopper form on the roster in PROFILES.
+@click.option("--dev", is_flag=True, help="Flask's development server with the reloader.")
+def serve(
+    profiles_dir: Path,
+    model: str,
+    index_dir: Path | None,
+    host: str,
+    port: int,
+    workers: int | None,
+    dev: bool,
+) -> None:
+    """Serve the shopper form, the embeddable widget, the JSON API and the planner area.
 
     \b
-    Example:
-      matcher serve --profiles profiles --port 8000
+    Examples:
+      matcher serve
+      matcher serve --profiles campaigns/lueur --port 8000 --workers 2
+      MATCHER_PLANNER_PASSWORD=... MATCHER_EMBED_ORIGINS=https://shop.example matcher serve
     """
-    from . import create_app
+    from matcher.profiles import load_profiles
 
-    app = create_app(
-        {
-            "MATCHER_PROFILES": str(profiles_dir),
-            "MATCHER_MODEL": model,
-            "MATCHER_INDEX_DIR": str(index_dir) if index_dir else None,
-        }
+    from .settings import defaults, parse_origins
+
+    # Fail here, in one line, before any worker starts.
+    load_profiles(profiles_dir)
+    parse_origins(defaults()["MATCHER_EMBED_ORIGINS"])
+    config = app_config(profiles_dir, model, index_dir)
+    if dev:
+        from . import create_app
+
+        click.echo(f"Development server on http://{host}:{port}/ (Ctrl+C to stop)", err=True)
+        create_app(config).run(host=host, port=port, debug=True, load_dotenv=False)
+        return
+
+    workers = workers or os.cpu_count() or 1
+    threads = thread_budget(workers)
+    os.environ.update(worker_environment(threads))
+    click.echo(
+        f"Serving on http://{host}:{port}/ with {workers} worker(s) x {threads} thread(s) "
+        "(Ctrl+C to stop)",
+        err=True,
     )
-    click.echo(f"Serving the shopper form on http://{host}:{port}/ (Ctrl+C to stop)", err=True)
-    app.run(host=host, port=port, debug=False, load_dotenv=False)
+    GunicornServer(config, threads, {"bind": f"{host}:{port}", "workers": workers}).run()
+
+
+class _Base:  # gunicorn is imported lazily; see GunicornServer
+    pass
+
+
+def GunicornServer(config: dict[str, Any], threads: int, options: dict[str, Any]) -> Any:  # noqa: N802
+    """A gunicorn application that builds the Flask app inside each worker."""
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            settings = {
+                **options,
+                "worker_class": "sync",
+                "preload_app": False,  # load torch after the fork, never before
+                "timeout": 120,
+                "graceful_timeout": 10,
+                "accesslog": "-",
+                # Paths and status only: never query strings or bodies (shopper text).
+                "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
+            }
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            import torch
+
+            torch.set_num_threads(threads)
+            from . import create_app
+
+            return create_app(config)
+
+    return Server()

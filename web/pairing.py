@@ -107,7 +107,9 @@ def handle(template: str) -> tuple[str, int]:
             context["error"] = (
                 gettext("Tell us a little about what you like first.")
                 if not compose_text(text, picked)
-                else gettext("That is too long: please keep it under %(n)d characters.", n=MAX_TEXT_CHARS)
+                else gettext(
+                    "That is too long: please keep it under %(n)d characters.", n=MAX_TEXT_CHARS
+                )
             )
         else:
             profiles = {p.id: p for p in matcher.index.profiles}

@@ -1,0 +1,85 @@
+"""``matcher serve``: real gunicorn workers, models loaded after the fork, thread budgets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from matcher.cli import cli
+from web.cli import thread_budget, worker_environment
+
+from .conftest import SAMPLE_PROFILES
+
+
+@pytest.mark.parametrize(
+    ("workers", "cores", "threads"),
+    [(1, 2, 2), (2, 2, 1), (4, 2, 1), (2, 8, 4), (3, 8, 2)],
+)
+def test_workers_times_threads_never_exceed_cores(workers: int, cores: int, threads: int) -> None:
+    assert thread_budget(workers, cores) == threads
+    assert workers * threads <= max(cores, workers)
+
+
+def test_worker_environment_pins_every_math_library() -> None:
+    env = worker_environment(1)
+    assert {env[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")} == {"1"}
+    assert env["HF_HUB_OFFLINE"] == "1"
+
+
+def test_serve_refuses_a_broken_roster_in_one_line(runner: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("id: [\n", encoding="utf-8")
+    result = runner.invoke(cli, ["serve", "--profiles", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "bad.yaml:2: (file): not valid YAML" in result.output
+    assert "Traceback" not in result.output
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_serve_answers_with_gunicorn_workers(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "MATCHER_INSTANCE_DIR": str(tmp_path / "instance")}
+    command = [
+        sys.executable, "-c", "from matcher.cli import main; main()", "serve",
+        "--profiles", str(SAMPLE_PROFILES), "--index-dir", str(tmp_path / "index"),
+        "--port", str(port), "--workers", "2",
+    ]  # fmt: skip
+    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        health = None
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                    health = json.loads(r.read())
+                    break
+            except OSError:
+                time.sleep(0.5)
+        assert health == {"status": "ok", "celebrities": 7}
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/match",
+            data=json.dumps({"text": "weekend treks between mountain huts"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            body = json.loads(response.read())
+        assert body["matches"][0]["celebrity_id"] == "zhao-feng"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output = server.communicate(timeout=30)[0].decode()
+    assert f"2 worker(s) x {thread_budget(2)} thread(s)" in output
+    assert "weekend treks" not in output  # the access log never holds shopper text
