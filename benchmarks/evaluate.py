@@ -225,6 +225,22 @@ def markdown(rows: list[dict[str, object]], counts: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
+def matcher_ranker(
+    profiles: Sequence[Profile],
+    encoder: Encoder,
+    corrections: Sequence[Correction] = (),
+    threshold: float = DEFAULT_CORRECTION_THRESHOLD,
+) -> Ranker:
+    """The matcher's settings, with planner corrections."""
+    return facet_ranker(
+        profiles,
+        encoder,
+        example_weight=DEFAULT_EXAMPLE_WEIGHT,
+        corrections=corrections,
+        correction_threshold=threshold,
+    )
+
+
 def feedback_gain(
     items: Sequence[Item],
     profiles: Sequence[Profile],
@@ -251,7 +267,7 @@ def feedback_gain(
     before: list[list[str]] = [[] for _ in items]
     after: list[list[str]] = [[] for _ in items]
     used = []
-    plain = facet_ranker(profiles, encoder, example_weight=DEFAULT_EXAMPLE_WEIGHT)
+    plain = matcher_ranker(profiles, encoder)
     for fold in range(folds):
         held = order[fold::folds]
         seen = [i for i in order if i not in set(held)]
@@ -262,13 +278,7 @@ def feedback_gain(
             if ranking[0] != items[i].label and ranking[0] not in items[i].also
         ]
         used.append(len(corrections))
-        corrected = facet_ranker(
-            profiles,
-            encoder,
-            example_weight=DEFAULT_EXAMPLE_WEIGHT,
-            corrections=corrections,
-            correction_threshold=threshold,
-        )
+        corrected = matcher_ranker(profiles, encoder, corrections, threshold)
         held_texts = [items[i].text for i in held]
         for i, without, with_ in zip(held, plain(held_texts), corrected(held_texts), strict=True):
             before[i], after[i] = without, with_
@@ -285,17 +295,11 @@ def similar_text_gain(
     correction; the second text is then matched with and without it.
     """
     pairs = [json.loads(line) for line in pairs_path.read_text("utf-8").splitlines() if line]
-    plain = facet_ranker(profiles, encoder, example_weight=DEFAULT_EXAMPLE_WEIGHT)
+    plain = matcher_ranker(profiles, encoder)
     filed = plain([p["filed"] for p in pairs])
     wrong = [p for p, ranking in zip(pairs, filed, strict=True) if ranking[0] != p["label"]]
     corrections = [Correction(p["filed"], p["label"]) for p in wrong]
-    corrected = facet_ranker(
-        profiles,
-        encoder,
-        example_weight=DEFAULT_EXAMPLE_WEIGHT,
-        corrections=corrections,
-        correction_threshold=threshold,
-    )
+    corrected = matcher_ranker(profiles, encoder, corrections, threshold)
 
     def top1(ranker: Ranker, chosen: list[dict[str, str]]) -> float:
         rankings = ranker([p["later"] for p in chosen])
