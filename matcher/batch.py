@@ -173,7 +173,7 @@ def _csv_columns(reader: Any, path: Path, id_column: str, text_column: str) -> t
         raise BatchInputError(
             f"{path.name}: no {' or '.join(repr(c) for c in missing)} column; "
             f"the columns are {', '.join(repr(c) for c in columns)} "
-            "(choose others with --id-column / --text-column)"
+            "(the id and text columns can be named explicitly)"
         )
     return columns.index(id_column), columns.index(text_column)
 

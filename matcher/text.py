@@ -14,6 +14,9 @@ def validate_text(text: object, *, max_chars: int = MAX_TEXT_CHARS) -> str:
     if not isinstance(text, str):
         raise InputError(f"text must be a string, got {type(text).__name__}")
     stripped = text.strip()
+    if any("\ud800" <= ch <= "\udfff" for ch in stripped):
+        # Lone surrogates are not Unicode text; the tokenizers crash on them.
+        raise InputError("text holds characters that are not valid Unicode")
     if not stripped:
         raise InputError("text is blank: say what the shopper likes")
     if len(stripped) > max_chars:

@@ -24,6 +24,7 @@ from .fakes import HashingEncoder
         pytest.param("x" * (MAX_TEXT_CHARS + 1), id="over-long"),
         pytest.param(None, id="not-a-string"),
         pytest.param(42, id="number"),
+        pytest.param("tea \ud800 and books", id="lone-surrogate"),
     ],
 )
 def test_unusable_text_is_refused(fake_matcher: Matcher, text: object) -> None:
@@ -106,11 +107,12 @@ def test_encoder_must_match_index_model(roster_dir) -> None:
 
 
 def test_shares_are_a_softmax_of_scores_over_the_roster(fake_matcher: Matcher) -> None:
-    matches = fake_matcher.match("sailing and surfing at the beach with sea salt", 3)
+    matches = fake_matcher.match("reading novels with green tea and sea salt", 3)  # all 3
     assert sum(m.share for m in matches) == pytest.approx(1.0, abs=1e-3)
     assert [m.share for m in matches] == sorted((m.share for m in matches), reverse=True)
-    ratio = matches[0].share / matches[1].share
-    assert ratio == pytest.approx(math.exp((matches[0].score - matches[1].score) / 0.05), rel=1e-2)
+    weights = [math.exp((m.score - matches[0].score) / 0.05) for m in matches]
+    for match, weight in zip(matches, weights, strict=True):
+        assert match.share == pytest.approx(weight / sum(weights), abs=2e-4)
 
 
 def test_to_dict_is_json_ready(fake_matcher: Matcher) -> None:

@@ -1,142 +1,261 @@
 """The JSON API at ``/api/v1``, described by ``/api/v1/openapi.json``.
 
-Every error has one shape (``errors.py``). CORS is allowed only for the
-microsite origins a planner listed, so a browser on any other site cannot read
-the answers or send JSON here.
+Views check the body against the document's rules (``openapi.py``), call the
+core and return JSON. Every client mistake is a 400-range answer in the one
+error shape (``errors.py``) naming the field at fault. CORS is allowed only
+for the microsite origins a planner listed, so a browser on any other site can
+neither read the answers nor send JSON here. Shopper texts are never logged.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from collections.abc import Mapping
+from typing import Any, NoReturn
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from matcher.errors import InputError
-from matcher.text import MAX_TEXT_CHARS
+from matcher.matching import DEFAULT_TOP_K, Match
+from matcher.text import validate_text
 
 from .errors import ApiError, error_body
-from .openapi import openapi_document
+from .openapi import LANGS, MAX_BATCH, MAX_BODY_BYTES, MAX_REF_CHARS, openapi_document
 from .pairing import current_matcher
 from .security import embed_origins
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
+PREFIX = "/api/v1"
+bp = Blueprint("api", __name__, url_prefix=PREFIX)
 
-MAX_BATCH = 100
-LANGS = ("en", "zh")
+MATCH_FIELDS = frozenset({"text", "top_k", "lang", "consent", "shopper_ref"})
+BATCH_FIELDS = frozenset({"items", "top_k"})
+ITEM_FIELDS = frozenset({"text", "shopper_ref"})
 
 
-@bp.after_request
+@bp.before_request
+def limit_body() -> None:
+    """Read at most ``MAX_BODY_BYTES`` here, whatever the app allows planner uploads."""
+    app_limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    request.max_content_length = (
+        MAX_BODY_BYTES if app_limit is None else min(app_limit, MAX_BODY_BYTES)
+    )
+
+
+@bp.after_app_request
 def cors(response: Response) -> Response:
+    """Let the listed origins read every API answer, errors and 404s included.
+
+    Registered on the app rather than the blueprint: blueprint hooks do not run
+    for addresses that match no route, and a browser could not read that 404.
+    """
+    if request.path != PREFIX and not request.path.startswith(f"{PREFIX}/"):
+        return response
+    # The answer differs by Origin, so a shared cache must key on it.
+    response.vary.add("Origin")
     origin = request.headers.get("Origin")
     if origin and origin in embed_origins():
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = "Content-Type"
         response.headers["Access-Control-Max-Age"] = "600"
-        response.headers["Vary"] = "Origin"
     return response
 
 
+def bad(code: str, message: str, field: str | None = None) -> NoReturn:
+    raise ApiError(400, code, message, field)
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
 def json_body() -> dict[str, Any]:
+    """The request body as a JSON object.
+
+    Raises:
+        ApiError: 415 unless sent as JSON, 400 unless it parses to an object.
+        RequestEntityTooLarge: the body is over the limit (a JSON 413).
+    """
     if not request.is_json:
-        raise ApiError(415, "unsupported_media_type", "Send the body as JSON (Content-Type: application/json).")
-    body = request.get_json(silent=True)
+        raise ApiError(
+            415, "unsupported_media_type", "Send the body as JSON (Content-Type: application/json)."
+        )
+    try:
+        # Python's parser accepts NaN and Infinity, which JSON does not; and a
+        # deeply nested body exhausts its recursion, which is the client's doing.
+        body = json.loads(request.get_data(cache=False), parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        bad("invalid_json", "The body is not valid JSON (UTF-8, no NaN, no trailing commas).")
     if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "The body must be a JSON object.")
+        bad("invalid_body", "The body must be a JSON object.")
     return body
 
 
-def top_k(body: dict[str, Any]) -> int:
-    value = body.get("top_k", 3)
+def _shown(name: str) -> str:
+    """A client-chosen name, shortened for an error message."""
+    return json.dumps(name if len(name) <= 40 else f"{name[:40]}…")
+
+
+def check_fields(body: Mapping[str, Any], allowed: frozenset[str], prefix: str = "") -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        bad(
+            "unknown_field",
+            f"Unknown field {_shown(unknown[0])}; the fields are {', '.join(sorted(allowed))}.",
+            f"{prefix}{unknown[0]}",
+        )
+
+
+def is_unicode(value: str) -> bool:
+    """False when ``value`` holds an unpaired surrogate (a ``\\ud800`` escape on its own)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shopper_text(value: object) -> str:
+    """The stripped text, checked as the document says.
+
+    The length limit counts the characters sent, as ``maxLength`` does.
+
+    Raises:
+        InputError: not a string, not Unicode, too long or blank; the message says which.
+    """
+    max_chars = current_matcher().max_chars
+    if not isinstance(value, str):
+        raise InputError("text is required and must be a string")
+    if len(value) > max_chars:
+        raise InputError(f"text is {len(value)} characters long; the limit is {max_chars}")
+    if not is_unicode(value):
+        raise InputError("text holds an unpaired surrogate escape; send valid Unicode")
+    return validate_text(value, max_chars=max_chars)
+
+
+def top_k(body: Mapping[str, Any]) -> int:
+    value = body.get("top_k", DEFAULT_TOP_K)
+    # JSON has one number type: 3.0 is the integer 3 to JSON Schema too.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ApiError(400, "invalid_top_k", "top_k must be a whole number of at least 1.", "top_k")
-    return current_matcher().check_k(value)
-
-
-def optional(body: dict[str, Any], field: str, kind: type, check: Any = None) -> Any:
-    value = body.get(field)
-    if value is None:
-        return None
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ApiError(400, f"invalid_{field}", f"{field} must be a {kind.__name__}.", field)
-    if check is not None and not check(value):
-        raise ApiError(400, f"invalid_{field}", f"{field} has an unusable value.", field)
+        bad("invalid_top_k", "top_k must be a whole number of at least 1.", "top_k")
     return value
 
 
-def match_record(matches: list[Any]) -> list[dict[str, Any]]:
-    return [
-        {
-            "celebrity_id": m.celebrity_id,
-            "name": m.name,
-            "name_zh": m.name_zh,
-            "score": m.score,
-            "margin": m.margin,
-            "share": m.share,
-            "rank": m.rank,
-            "reasons": [{"facet": r.facet, "score": r.score, "quote": r.quote} for r in m.reasons],
-        }
-        for m in matches
-    ]
+def optional_ref(body: Mapping[str, Any], prefix: str = "") -> str | None:
+    if "shopper_ref" not in body:
+        return None
+    value = body["shopper_ref"]
+    if not (isinstance(value, str) and 0 < len(value) <= MAX_REF_CHARS and is_unicode(value)):
+        bad(
+            "invalid_shopper_ref",
+            f"shopper_ref must be a string of 1 to {MAX_REF_CHARS} characters, or left out.",
+            f"{prefix}shopper_ref",
+        )
+    return value
+
+
+def check_lang(body: Mapping[str, Any]) -> None:
+    if "lang" in body and body["lang"] not in LANGS:
+        bad("invalid_lang", f"lang must be one of {', '.join(LANGS)}, or left out.", "lang")
+
+
+def check_consent(body: Mapping[str, Any]) -> None:
+    if "consent" in body and not isinstance(body["consent"], bool):
+        bad("invalid_consent", "consent must be true or false, or left out.", "consent")
+
+
+def match_record(match: Match) -> dict[str, Any]:
+    return {
+        "celebrity_id": match.celebrity_id,
+        "name": match.name,
+        "name_zh": match.name_zh,
+        "score": match.score,
+        "margin": match.margin,
+        "share": match.share,
+        "rank": match.rank,
+        "reasons": [{"facet": r.facet, "score": r.score, "quote": r.quote} for r in match.reasons],
+    }
 
 
 @bp.post("/match")
 def match() -> Response:
     """Pair one shopper text; see the OpenAPI document for the fields."""
     body = json_body()
-    unknown = sorted(set(body) - {"text", "top_k", "lang", "consent", "shopper_ref"})
-    if unknown:
-        raise ApiError(400, "unknown_field", f"Unknown field: {unknown[0]}.", unknown[0])
-    text = body.get("text")
-    if not isinstance(text, str):
-        raise ApiError(400, "invalid_text", "text is required and must be a string.", "text")
-    k = top_k(body)
-    lang = optional(body, "lang", str, lambda v: v in LANGS)
-    consent = optional(body, "consent", bool)
-    shopper_ref = optional(body, "shopper_ref", str, lambda v: 0 < len(v) <= 128)
+    check_fields(body, MATCH_FIELDS)
     try:
-        matches = current_matcher().match(text, k)
+        text = shopper_text(body.get("text"))
     except InputError as exc:
-        raise ApiError(400, "invalid_text", str(exc), "text") from None
+        bad("invalid_text", f"{exc}.", "text")
+    k = top_k(body)
+    # lang and consent change nothing here (both names come back; nothing is
+    # kept), but a caller that sends them wrong should hear about it.
+    check_lang(body)
+    check_consent(body)
+    shopper_ref = optional_ref(body)
+    matcher = current_matcher()
     return jsonify(
         {
-            "matches": match_record(matches),
-            "lang": lang,
+            "matches": [match_record(m) for m in matcher.match(text, k)],
             "shopper_ref": shopper_ref,
-            "consent": bool(consent),
-            "model": current_matcher().index.model_id,
+            "model": matcher.index.model_id,
         }
     )
 
 
 @bp.post("/match/batch")
 def match_batch() -> Response:
-    """Pair up to 100 texts in one call; bad items get an error each, the rest are paired."""
+    """Pair up to ``MAX_BATCH`` texts in one encoder batch.
+
+    A malformed request is refused whole; a blank or over-long text only gets
+    an error in its own result, and the other texts are paired.
+    """
     body = json_body()
+    check_fields(body, BATCH_FIELDS)
     items = body.get("items")
     if not isinstance(items, list) or not items:
-        raise ApiError(400, "invalid_items", "items must be a non-empty list.", "items")
+        bad(
+            "invalid_items",
+            "items must be a non-empty list of {text, shopper_ref} objects.",
+            "items",
+        )
     if len(items) > MAX_BATCH:
-        raise ApiError(400, "too_many_items", f"Send at most {MAX_BATCH} items per call.", "items")
+        bad(
+            "too_many_items", f"Send at most {MAX_BATCH} items per call, not {len(items)}.", "items"
+        )
     k = top_k(body)
-    matcher = current_matcher()
-    results: list[dict[str, Any]] = []
+    refs: list[str | None] = []
+    checked: list[str | InputError] = []
     for position, item in enumerate(items):
-        ref = item.get("shopper_ref") if isinstance(item, dict) else None
-        text = item.get("text") if isinstance(item, dict) else None
+        where = f"items[{position}]"
+        if not isinstance(item, dict):
+            bad("invalid_item", f"{where} must be an object with a text.", where)
+        check_fields(item, ITEM_FIELDS, f"{where}.")
+        if not isinstance(item.get("text"), str):
+            bad("invalid_text", f"{where}.text is required and must be a string.", f"{where}.text")
+        refs.append(optional_ref(item, f"{where}."))
         try:
-            if not isinstance(text, str):
-                raise InputError("text is required and must be a string")
-            results.append({"shopper_ref": ref, "matches": match_record(matcher.match(text, k))})
+            checked.append(shopper_text(item["text"]))
         except InputError as exc:
-            error = error_body(400, "invalid_text", str(exc), f"items[{position}].text")
+            checked.append(exc)
+    matcher = current_matcher()
+    valid = [text for text in checked if isinstance(text, str)]
+    paired = iter(matcher.match_many(valid, k))
+    results: list[dict[str, Any]] = []
+    for position, (ref, text) in enumerate(zip(refs, checked, strict=True)):
+        if isinstance(text, InputError):
+            error = error_body(400, "invalid_text", f"{text}.", f"items[{position}].text")
             results.append({"shopper_ref": ref, **error})
+        else:
+            results.append({"shopper_ref": ref, "matches": [match_record(m) for m in next(paired)]})
     return jsonify({"results": results, "model": matcher.index.model_id})
 
 
 @bp.get("/celebrities")
 def celebrities() -> Response:
     """The active roster, for building a picker or a results page."""
+    matcher = current_matcher()
     return jsonify(
         {
             "celebrities": [
@@ -149,13 +268,13 @@ def celebrities() -> Response:
                     "image": p.image,
                     "facets": list(p.facets),
                 }
-                for p in current_matcher().index.profiles
+                for p in matcher.index.profiles
             ],
-            "max_text_chars": MAX_TEXT_CHARS,
+            "max_text_chars": matcher.max_chars,
         }
     )
 
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    return jsonify(openapi_document(current_app))
+    return jsonify(openapi_document(current_matcher().max_chars))

@@ -1,18 +1,22 @@
 """One error shape for the whole web layer.
 
-API clients get ``{"error": {"status", "code", "message", "field"?}}``; pages
-get the same message in an HTML page. Every client mistake is a 4xx with a
-message that says what to fix; anything else is a 500 that says nothing about
-the code, and its traceback goes to the server log only.
+API clients get ``{"error": {"status", "code", "message", "field"?}}``, for
+their own mistakes and for Werkzeug's (404, 405, 413...) alike; pages get the
+same message in an HTML page. Every client mistake is a 4xx with a message that
+says what to fix; anything else is a 500 that says nothing about the code, and
+its traceback goes to the server log only, without the exception's message,
+which could quote a shopper's text.
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException
+from flask_babel import gettext
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,42 @@ def _respond(status: int, code: str, message: str, field: str | None = None) -> 
     return response
 
 
+#: Codes and messages for Werkzeug's errors as API clients see them; pages keep
+#: Werkzeug's wording. ``None`` means the message depends on the request.
+HTTP_ERRORS: dict[int, tuple[str, str | None]] = {
+    400: ("bad_request", "The request could not be read."),
+    404: ("not_found", "Nothing is here; the API is described at /api/v1/openapi.json."),
+    405: ("method_not_allowed", None),
+    413: ("body_too_large", None),
+    415: ("unsupported_media_type", "Send the body as JSON (Content-Type: application/json)."),
+}
+
+
+def _http_message(exc: HTTPException, status: int) -> str:
+    if status == 405 and isinstance(exc, MethodNotAllowed):
+        allowed = ", ".join(m for m in exc.valid_methods or () if m not in ("HEAD", "OPTIONS"))
+        return f"{request.method} is not allowed here; use {allowed}."
+    if status == 413:
+        limit = request.max_content_length
+        return (
+            f"The body is larger than the {limit} bytes allowed."
+            if limit
+            else "The body is too large."
+        )
+    fixed = HTTP_ERRORS.get(status, ("", None))[1]
+    return fixed or exc.description or exc.name
+
+
+def _page_message(status: int, exc: HTTPException) -> str:
+    """What a shopper reads on an error page, in their language."""
+    messages = {
+        404: gettext("This page does not exist."),
+        405: gettext("This page cannot be used that way."),
+        413: gettext("That is more than we can take at once."),
+    }
+    return messages.get(status) or exc.description or exc.name
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> Response:
@@ -58,13 +98,27 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
-        code = (exc.name or "error").lower().replace(" ", "_")
-        response = _respond(status, code, exc.description or exc.name)
-        if status == 405 and exc.get_response().headers.get("Allow"):
-            response.headers["Allow"] = exc.get_response().headers["Allow"]
+        default_code = (exc.name or "error").lower().replace(" ", "_")
+        code = HTTP_ERRORS.get(status, (default_code, None))[0]
+        message = _http_message(exc, status) if wants_json() else _page_message(status, exc)
+        response = _respond(status, code, message)
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return _respond(500, "internal_error", "Something went wrong on our side. Please retry.")
+        # The stack, not the message: a library's message may quote the text it choked on.
+        log.error(
+            "unhandled %s on %s %s\n%s",
+            type(exc).__name__,
+            request.method,
+            request.path,
+            "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
+        )
+        message = (
+            "Something went wrong on our side. Please retry."
+            if wants_json()
+            else gettext("Something went wrong on our side. Please retry.")
+        )
+        return _respond(500, "internal_error", message)

@@ -1,197 +1,339 @@
-"""The OpenAPI 3 document for ``/api/v1``, kept beside the views it describes.
+"""The OpenAPI 3 document for ``/api/v1``: the API's contract, kept beside the views.
 
-Schemathesis checks the running app against it (tests/test_api_schema.py), so
-the document and the server cannot drift apart unnoticed.
+The limits the views enforce are defined here, so the document and the server
+read the same numbers; Schemathesis checks the running app against the
+document (tests/test_api_schema.py), so the two cannot drift apart unnoticed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask
+from matcher.matching import DEFAULT_TOP_K
 
-from matcher.text import MAX_TEXT_CHARS
-
-ERROR = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["status", "code", "message"],
-            "properties": {
-                "status": {"type": "integer"},
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "field": {"type": "string"},
-            },
-        }
-    },
-}
-
-REASON = {
-    "type": "object",
-    "required": ["facet", "score", "quote"],
-    "properties": {
-        "facet": {"type": "string"},
-        "score": {"type": "number"},
-        "quote": {"type": "string"},
-    },
-}
-
-MATCH = {
-    "type": "object",
-    "required": ["celebrity_id", "name", "name_zh", "score", "margin", "share", "rank", "reasons"],
-    "properties": {
-        "celebrity_id": {"type": "string"},
-        "name": {"type": "string"},
-        "name_zh": {"type": "string"},
-        "score": {"type": "number", "description": "Cosine-like closeness, higher is closer."},
-        "margin": {"type": "number", "description": "Lead over the next celebrity."},
-        "share": {
-            "type": "number",
-            "minimum": 0,
-            "maximum": 1,
-            "description": "Share of the fit across the whole roster (softmax of scores).",
-        },
-        "rank": {"type": "integer", "minimum": 1},
-        "reasons": {"type": "array", "items": REASON},
-    },
-}
+#: Texts per ``/match/batch`` call: about a second of encoding, a page of results.
+MAX_BATCH = 100
+#: A caller's own reference for a shopper (an order or session id), echoed back.
+MAX_REF_CHARS = 128
+#: Languages a caller may say its shopper reads.
+LANGS = ("en", "zh")
+#: Largest request body the API reads. The app's ``MAX_CONTENT_LENGTH`` is
+#: sized for planner uploads; the biggest valid batch (100 texts of 1000
+#: characters, each written as 12-byte ``\\uXXXX`` pairs) stays under 1.5 MiB.
+MAX_BODY_BYTES = 2 * 1024 * 1024
+#: A character ``str.strip()`` keeps, as a regular expression that means the
+#: same in ECMA 262 (what OpenAPI names), Python and Rust: a text with none of
+#: these is blank to the core. tests/test_api.py checks the list against Python.
+NOT_BLANK = r"[^\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 
-def _error_responses(*statuses: int) -> dict[str, Any]:
-    return {
-        str(status): {
-            "description": "Client error" if status < 500 else "Server error",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-        }
-        for status in statuses
-    }
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
 
 
-def openapi_document(app: Flask) -> dict[str, Any]:
-    text = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS}
+def _errors(*statuses: int) -> dict[str, Any]:
+    descriptions = {
+        400: "The body breaks a rule of the request schema; `field` names the culprit.",
+        413: f"The body is larger than {MAX_BODY_BYTES} bytes.",
+        415: "The body is not sent as `application/json`.",
+        500: "A fault on the server; the message says nothing about the code.",
+    }
+    return {
+        str(status): {"description": descriptions[status], **_json(_ref("Error"))}
+        for status in statuses
+    }
+
+
+def _components(max_chars: int) -> dict[str, Any]:
+    shopper_ref = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_REF_CHARS,
+        "description": "The caller's reference for this shopper, echoed back; never stored.",
+    }
+    echoed_ref = {
+        "type": "string",
+        "nullable": True,
+        "description": "The `shopper_ref` sent, or null.",
+    }
+    top_k = {
+        "type": "integer",
+        "minimum": 1,
+        "default": DEFAULT_TOP_K,
+        "description": "How many celebrities to return; beyond the roster size, all of them.",
+    }
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "additionalProperties": False,
+            "properties": {"error": _ref("ErrorDetail")},
+        },
+        "ErrorDetail": {
+            "type": "object",
+            "required": ["status", "code", "message"],
+            "additionalProperties": False,
+            "properties": {
+                "status": {"type": "integer", "description": "The HTTP status, repeated."},
+                "code": {
+                    "type": "string",
+                    "description": "Stable, for programs: `invalid_text`, `unknown_field`...",
+                },
+                "message": {"type": "string", "description": "What to fix, in plain words."},
+                "field": {
+                    "type": "string",
+                    "description": "The offending field, as a path such as `items[2].text`.",
+                },
+            },
+        },
+        "Reason": {
+            "type": "object",
+            "required": ["facet", "score", "quote"],
+            "additionalProperties": False,
+            "properties": {
+                "facet": {"type": "string", "description": "The profile facet, e.g. `scent`."},
+                "score": {"type": "number", "description": "The facet's cosine with the text."},
+                "quote": {
+                    "type": "string",
+                    "description": "The facet's text, in the shopper's language if given.",
+                },
+            },
+        },
+        "Match": {
+            "type": "object",
+            "required": [
+                "celebrity_id",
+                "name",
+                "name_zh",
+                "score",
+                "margin",
+                "share",
+                "rank",
+                "reasons",
+            ],
+            "additionalProperties": False,
+            "properties": {
+                "celebrity_id": {"type": "string"},
+                "name": {"type": "string"},
+                "name_zh": {"type": "string"},
+                "score": {
+                    "type": "number",
+                    "description": (
+                        "The text's cosine with the celebrity, higher is closer; planner"
+                        " corrections may add a little."
+                    ),
+                },
+                "margin": {
+                    "type": "number",
+                    "minimum": 0,
+                    "description": "Lead over the next celebrity in the ranking (0 for the last).",
+                },
+                "share": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": 1,
+                    "description": "Share of the fit across the roster (a softmax of the scores).",
+                },
+                "rank": {"type": "integer", "minimum": 1, "description": "1 for the best match."},
+                "reasons": {
+                    "type": "array",
+                    "items": _ref("Reason"),
+                    "description": "The closest facets, best first.",
+                },
+            },
+        },
+        "MatchRequest": {
+            "type": "object",
+            "required": ["text"],
+            "additionalProperties": False,
+            "properties": {
+                "text": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": max_chars,
+                    "pattern": NOT_BLANK,
+                    "description": "What the shopper likes, in English or Chinese; not blank.",
+                },
+                "top_k": top_k,
+                "lang": {
+                    "type": "string",
+                    "enum": list(LANGS),
+                    "description": (
+                        "The language the shopper reads. The answer carries both names, so"
+                        " show the one for this language; reasons are quoted in the language"
+                        " of the text."
+                    ),
+                },
+                "consent": {
+                    "type": "boolean",
+                    "description": (
+                        "Whether the shopper agreed that the campaign may keep the text."
+                        " The API keeps nothing either way: texts are neither stored nor logged."
+                    ),
+                },
+                "shopper_ref": shopper_ref,
+            },
+        },
+        "MatchResponse": {
+            "type": "object",
+            "required": ["matches", "shopper_ref", "model"],
+            "additionalProperties": False,
+            "properties": {
+                "matches": {"type": "array", "items": _ref("Match"), "description": "Best first."},
+                "shopper_ref": echoed_ref,
+                "model": {"type": "string", "description": "The encoder that read the text."},
+            },
+        },
+        "BatchRequest": {
+            "type": "object",
+            "required": ["items"],
+            "additionalProperties": False,
+            "properties": {
+                "items": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_BATCH,
+                    "items": {
+                        "type": "object",
+                        "required": ["text"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "text": {
+                                "type": "string",
+                                "description": (
+                                    f"What the shopper likes. A blank text, or one over {max_chars}"
+                                    " characters, gets an error in its result; the rest are paired."
+                                ),
+                            },
+                            "shopper_ref": shopper_ref,
+                        },
+                    },
+                },
+                "top_k": top_k,
+            },
+        },
+        "BatchResponse": {
+            "type": "object",
+            "required": ["results", "model"],
+            "additionalProperties": False,
+            "properties": {
+                "results": {
+                    "type": "array",
+                    "description": "One result per item, in order.",
+                    "items": {"oneOf": [_ref("BatchMatched"), _ref("BatchFailed")]},
+                },
+                "model": {"type": "string", "description": "The encoder that read the texts."},
+            },
+        },
+        "BatchMatched": {
+            "type": "object",
+            "required": ["shopper_ref", "matches"],
+            "additionalProperties": False,
+            "properties": {
+                "shopper_ref": echoed_ref,
+                "matches": {"type": "array", "items": _ref("Match"), "description": "Best first."},
+            },
+        },
+        "BatchFailed": {
+            "type": "object",
+            "required": ["shopper_ref", "error"],
+            "additionalProperties": False,
+            "properties": {"shopper_ref": echoed_ref, "error": _ref("ErrorDetail")},
+        },
+        "Celebrity": {
+            "type": "object",
+            "required": ["id", "name", "name_zh", "tagline", "tagline_zh", "image", "facets"],
+            "additionalProperties": False,
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "name_zh": {"type": "string"},
+                "tagline": {"type": "string"},
+                "tagline_zh": {"type": "string", "nullable": True},
+                "image": {"type": "string", "nullable": True},
+                "facets": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "The facet names the profile describes.",
+                },
+            },
+        },
+        "Roster": {
+            "type": "object",
+            "required": ["celebrities", "max_text_chars"],
+            "additionalProperties": False,
+            "properties": {
+                "celebrities": {"type": "array", "items": _ref("Celebrity")},
+                "max_text_chars": {
+                    "type": "integer",
+                    "description": "The longest shopper text accepted, in characters.",
+                },
+            },
+        },
+    }
+
+
+def openapi_document(max_chars: int) -> dict[str, Any]:
+    """The document for an API whose matcher takes texts of up to ``max_chars`` characters."""
+    body_errors = _errors(400, 413, 415, 500)
     return {
         "openapi": "3.0.3",
         "info": {
             "title": "the matcher",
             "version": "1.0.0",
-            "description": "Pair shoppers with the campaign celebrity who fits them best.",
+            "description": (
+                "Pair shoppers with the campaign celebrity who fits them best. Every error"
+                " has the `Error` shape, including unknown addresses (404) and methods (405)."
+                " Browsers may call the API only from the microsite origins a planner listed."
+            ),
         },
         "servers": [{"url": "/api/v1"}],
         "paths": {
             "/match": {
                 "post": {
+                    "operationId": "match",
                     "summary": "Pair one shopper text",
-                    "requestBody": {
-                        "required": True,
-                        **_json(
-                            {
-                                "type": "object",
-                                "required": ["text"],
-                                "additionalProperties": False,
-                                "properties": {
-                                    "text": {**text, "description": "What the shopper likes."},
-                                    "top_k": {"type": "integer", "minimum": 1, "default": 3},
-                                    "lang": {"type": "string", "enum": ["en", "zh"]},
-                                    "consent": {"type": "boolean"},
-                                    "shopper_ref": {"type": "string", "minLength": 1, "maxLength": 128},
-                                },
-                            }
-                        ),
-                    },
+                    "requestBody": {"required": True, **_json(_ref("MatchRequest"))},
                     "responses": {
                         "200": {
                             "description": "The best celebrities, best first",
-                            **_json(
-                                {
-                                    "type": "object",
-                                    "required": ["matches", "model"],
-                                    "properties": {
-                                        "matches": {"type": "array", "items": MATCH},
-                                        "shopper_ref": {"type": "string", "nullable": True},
-                                        "lang": {"type": "string", "nullable": True},
-                                        "consent": {"type": "boolean"},
-                                        "model": {"type": "string"},
-                                    },
-                                }
-                            ),
+                            **_json(_ref("MatchResponse")),
                         },
-                        **_error_responses(400, 413, 415),
+                        **body_errors,
                     },
                 }
             },
             "/match/batch": {
                 "post": {
-                    "summary": "Pair up to 100 shopper texts",
-                    "requestBody": {
-                        "required": True,
-                        **_json(
-                            {
-                                "type": "object",
-                                "required": ["items"],
-                                "properties": {
-                                    "items": {
-                                        "type": "array",
-                                        "minItems": 1,
-                                        "maxItems": 100,
-                                        "items": {
-                                            "type": "object",
-                                            "required": ["text"],
-                                            "properties": {
-                                                "text": text,
-                                                "shopper_ref": {"type": "string"},
-                                            },
-                                        },
-                                    },
-                                    "top_k": {"type": "integer", "minimum": 1, "default": 3},
-                                },
-                            }
-                        ),
-                    },
+                    "operationId": "matchBatch",
+                    "summary": f"Pair up to {MAX_BATCH} shopper texts",
+                    "requestBody": {"required": True, **_json(_ref("BatchRequest"))},
                     "responses": {
                         "200": {
-                            "description": "One result per item, in order; bad items carry an error",
-                            **_json(
-                                {
-                                    "type": "object",
-                                    "required": ["results", "model"],
-                                    "properties": {
-                                        "results": {"type": "array"},
-                                        "model": {"type": "string"},
-                                    },
-                                }
-                            ),
+                            "description": "One result per item, in order; bad texts get an error",
+                            **_json(_ref("BatchResponse")),
                         },
-                        **_error_responses(400, 413, 415),
+                        **body_errors,
                     },
                 }
             },
             "/celebrities": {
                 "get": {
+                    "operationId": "listCelebrities",
                     "summary": "The active roster",
                     "responses": {
                         "200": {
                             "description": "Celebrities in roster order",
-                            **_json(
-                                {
-                                    "type": "object",
-                                    "required": ["celebrities"],
-                                    "properties": {
-                                        "celebrities": {"type": "array"},
-                                        "max_text_chars": {"type": "integer"},
-                                    },
-                                }
-                            ),
-                        }
+                            **_json(_ref("Roster")),
+                        },
+                        **_errors(500),
                     },
                 }
             },
         },
-        "components": {"schemas": {"Error": ERROR}},
+        "components": {"schemas": _components(max_chars)},
     }

@@ -96,7 +96,8 @@ def handle(template: str) -> tuple[str, int]:
     status = 200
     if request.method == "POST":
         check_form_post()
-        text = request.form.get("text", "")
+        # Browsers send a textarea's line breaks as CRLF; count them as one character.
+        text = request.form.get("text", "").replace("\r\n", "\n")
         picked = request.form.getlist("picks")
         context.update(text=text, picked=picked, consent=request.form.get("consent") == "yes")
         try:

@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Iterable
 
 from flask import Flask, Response, current_app, g, request
+from flask_babel import gettext
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from .errors import ApiError
@@ -58,22 +59,22 @@ def check_form_post() -> None:
         ApiError: 403 with a message the shopper can act on (reload the page).
     """
     fetch_site = request.headers.get("Sec-Fetch-Site")
-    if fetch_site and fetch_site not in ("same-origin", "none"):
-        raise ApiError(403, "cross_site_post", "This form can only be sent from its own page.")
     origin = request.headers.get("Origin")
-    if origin and origin.rstrip("/") != request.host_url.rstrip("/"):
-        raise ApiError(403, "cross_site_post", "This form can only be sent from its own page.")
+    if (fetch_site and fetch_site not in ("same-origin", "none")) or (
+        origin and origin.rstrip("/") != request.host_url.rstrip("/")
+    ):
+        raise ApiError(
+            403, "cross_site_post", gettext("This form can only be sent from its own page.")
+        )
     token = request.form.get("token", "")
     try:
         _form_serializer().loads(token, max_age=TOKEN_MAX_AGE)
     except SignatureExpired:
-        raise ApiError(
-            403, "form_expired", "This form has expired. Reload the page and try again."
-        ) from None
+        message = gettext("This form has expired. Reload the page and try again.")
+        raise ApiError(403, "form_expired", message) from None
     except BadSignature:
-        raise ApiError(
-            403, "form_invalid", "This form could not be verified. Reload the page and try again."
-        ) from None
+        message = gettext("This form could not be verified. Reload the page and try again.")
+        raise ApiError(403, "form_invalid", message) from None
 
 
 def register_security(app: Flask) -> None:

@@ -61,7 +61,11 @@ def parse_origins(value: str | list[str] | tuple[str, ...] | None) -> list[str]:
             raise ConfigError(
                 f"embed origin {item!r} must look like https://shop.example or http://host:port"
             )
-        origins.append(f"{parts.scheme}://{parts.netloc}".lower())
+        host = parts.netloc.lower()
+        default_port = {"http": ":80", "https": ":443"}[parts.scheme]
+        # Browsers omit the default port from the Origin header; so must we.
+        host = host.removesuffix(default_port)
+        origins.append(f"{parts.scheme}://{host}")
     return origins
 
 

@@ -3,17 +3,36 @@
 // origins the planner allowed to embed this page; see docs/embedding.md.
 (function () {
   "use strict";
-  var origins = (document.body.getAttribute("data-parent-origins") || "").split(" ").filter(Boolean);
-  if (window.parent === window || origins.length === 0) { return; }
+  // As the browser spells an origin (no default port), to compare with ancestorOrigins.
+  function normalise(origin) {
+    try { return new URL(origin).origin; } catch (e) { return origin; }
+  }
+  var allowed = (document.body.getAttribute("data-parent-origins") || "").split(" ")
+    .filter(Boolean).map(normalise);
+  if (window.parent === window || allowed.length === 0) { return; }
+
+  // Where the browser says the host is (Chromium, Safari), send only there:
+  // posting to every listed origin works too, but logs an error in the
+  // console for each origin that is not the host's. Elsewhere (Firefox) the
+  // host is unknown, so every listed origin is tried; a message only ever
+  // reaches a window whose origin matches its target exactly.
+  var ancestors = window.location.ancestorOrigins;
+  var parentOrigin = ancestors && ancestors.length ? ancestors[0] : null;
+  var targets = parentOrigin === null ? allowed
+    : allowed.indexOf(parentOrigin) >= 0 ? [parentOrigin] : [];
+  if (targets.length === 0) { return; }
 
   function send(message) {
-    origins.forEach(function (origin) { window.parent.postMessage(message, origin); });
+    targets.forEach(function (origin) { window.parent.postMessage(message, origin); });
   }
 
+  // The height of the content, not of the frame: scrollHeight never falls
+  // below the frame's own height, so a frame sized from it could grow but
+  // never shrink back (after an error message goes, say).
   var lastHeight = 0;
   function sendHeight() {
-    var height = Math.ceil(document.documentElement.scrollHeight);
-    if (height !== lastHeight) {
+    var height = Math.ceil(document.documentElement.getBoundingClientRect().height);
+    if (height > 0 && height !== lastHeight) {
       lastHeight = height;
       send({ type: "matcher:height", version: 1, height: height });
     }
@@ -24,6 +43,7 @@
     new ResizeObserver(sendHeight).observe(document.documentElement);
   } else {
     window.addEventListener("resize", sendHeight);
+    window.addEventListener("load", sendHeight);
   }
 
   var result = document.getElementById("result");
@@ -33,6 +53,7 @@
       version: 1,
       celebrity_id: result.getAttribute("data-celebrity-id"),
       percent: Number(result.getAttribute("data-percent")),
+      // The page's language tag: "en" or "zh-CN".
       lang: document.documentElement.lang
     });
   }

@@ -12,6 +12,13 @@
     text.addEventListener("input", update);
     update();
   }
+  // After a POST, move focus to what changed, so keyboard and screen-reader
+  // users land on it: the result, or the field whose error they must fix
+  // (the textarea's aria-describedby points at the error message).
   var result = document.getElementById("result");
-  if (result) { result.focus(); }
+  if (result) {
+    result.focus();
+  } else if (text && document.getElementById("form-error")) {
+    text.focus();
+  }
 })();

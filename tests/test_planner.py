@@ -1,0 +1,950 @@
+"""The planner area: login, roster, try box, corrections, batches, dashboard, settings, snippet.
+
+Everything runs through Flask's test client with the real model and the
+shipped roster (copied to ``tmp_path``, because corrections are written into
+the roster folder). Batch jobs run in real background threads; tests wait for
+them by polling the job registry with a deadline.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from collections import Counter
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from itsdangerous import URLSafeTimedSerializer
+from markupsafe import escape
+from werkzeug.security import generate_password_hash
+
+from matcher.matching import Matcher
+from matcher.profiles import load_profiles
+from web import charts, create_app
+from web.jobs import JobRegistry, JobView, Status, score_bin
+from web.planner import MAX_FAILED_LOGINS, job_registry
+from web.security import form_token
+
+from .conftest import SAMPLE_PROFILES
+
+PASSWORD = "s3cret"
+JOB_TIMEOUT = 60.0
+#: Texts that fit different celebrities of the sample roster.
+SHOPPER_TEXTS = [
+    "Slow mornings with oolong tea, a book of essays and ten minutes of meditation.",
+    "I dance at every concert and sing karaoke with my friends until sunrise.",
+    "Trail running before dawn, climbing on weekends, and I hate heavy perfume.",
+    "Silk dresses, red lipstick and a seat at the opera on opening night.",
+    "I paint in my studio all day and collect vintage vinyl records.",
+    "Board meetings, tailored suits and a leather briefcase: I run a company.",
+    "Beach volleyball, surfing and salty hair all summer long.",
+    "周末喜欢在家看书、喝茶、听雨，不喜欢热闹。",
+    "我喜欢去演唱会，和朋友们一起唱歌跳舞。",
+    "Camping in the mountains with a tent, a map and a campfire.",
+    "Flowers everywhere: peonies on my desk and roses in the garden.",
+    "Gallery openings, sketchbooks and long talks about design.",
+]
+
+
+# -- fixtures and helpers ---------------------------------------------------------------
+
+
+def make_app(tmp_path: Path, matcher: Matcher, **config: Any) -> Flask:
+    profiles = tmp_path / "profiles"
+    if not profiles.exists():
+        shutil.copytree(SAMPLE_PROFILES, profiles)
+    settings = {
+        "TESTING": True,
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "MATCHER_PROFILES": str(profiles),
+        "MATCHER_INDEX_DIR": None,
+        "MATCHER_PLANNER_USER": "planner",
+        "MATCHER_PLANNER_PASSWORD": PASSWORD,
+        "MATCHER_EMBED_ORIGINS": None,
+    }
+    settings.update(config)
+    return create_app(settings, matcher=matcher)
+
+
+@pytest.fixture
+def app(tmp_path: Path, sample_matcher: Matcher) -> Flask:
+    return make_app(tmp_path, sample_matcher)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def token(app: Flask) -> str:
+    with app.test_request_context():
+        return form_token()
+
+
+def login(
+    client: FlaskClient, user: str = "planner", password: str = PASSWORD, **kwargs: Any
+) -> Any:
+    assert client.application is not None
+    data = {"token": token(client.application), "user": user, "password": password}
+    return client.post("/planner/login", data=data, **kwargs)
+
+
+@pytest.fixture
+def planner(client: FlaskClient) -> FlaskClient:
+    """A client logged in to the planner area."""
+    response = login(client)
+    assert response.status_code == 303, response.get_data(as_text=True)
+    return client
+
+
+def post(client: FlaskClient, path: str, data: dict[str, Any], **kwargs: Any) -> Any:
+    """POST a form with a valid token, like the page's own form would."""
+    assert client.application is not None
+    return client.post(path, data={"token": token(client.application), **data}, **kwargs)
+
+
+def upload(client: FlaskClient, name: str, body: str | bytes, **fields: str) -> Any:
+    raw = body.encode("utf-8") if isinstance(body, str) else body
+    data = {"top_k": "3", "id_column": "id", "text_column": "text", **fields}
+    data["file"] = (io.BytesIO(raw), name)  # type: ignore[assignment]
+    return post(client, "/planner/batches", data, content_type="multipart/form-data")
+
+
+def job_id_of(response: Any) -> str:
+    assert response.status_code == 303, response.get_data(as_text=True)
+    match = re.fullmatch(r"/planner/batches/([\w-]+)", response.headers["Location"])
+    assert match, response.headers["Location"]
+    return match.group(1)
+
+
+def wait_for(app: Flask, job_id: str, timeout: float = JOB_TIMEOUT) -> JobView:
+    """Poll the registry until the job has finished, or fail after ``timeout`` seconds."""
+    job = job_registry(app).get(job_id)
+    assert job is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = job.view()
+        if view.finished:
+            return view
+        time.sleep(0.05)
+    raise AssertionError(f"batch {job_id} did not finish in {timeout} s: {job.view()}")
+
+
+def download(client: FlaskClient, job_id: str) -> Any:
+    """GET the pairings, read them and close the response (which closes the file)."""
+    response = client.get(f"/planner/batches/{job_id}/pairings.csv")
+    response.get_data()
+    response.close()
+    return response
+
+
+def shopper_csv(rows: list[tuple[str, str]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", "text"])
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def read_csv(body: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(body.decode("utf-8"))))
+
+
+def ranked_ids(page: str) -> list[str]:
+    section = page[page.index('<section class="ranking"') :]
+    return re.findall(r'<tr data-celebrity-id="([^"]+)"', section)
+
+
+class PageCheck(HTMLParser):
+    """Collects what the CSP and keyboard users care about: scripts, styles, labels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inline_scripts = 0
+        self.style_attributes: list[str] = []
+        self.style_elements = 0
+        self.controls: list[str] = []
+        self.labelled: set[str] = set()
+        self.svgs: list[dict[str, str | None]] = []
+        self.titles_in_svg = 0
+        self._in_svg = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "script" and not attributes.get("src"):
+            self.inline_scripts += 1
+        if tag == "style":
+            self.style_elements += 1
+        if "style" in attributes:
+            self.style_attributes.append(tag)
+        if tag == "label" and attributes.get("for"):
+            self.labelled.add(str(attributes["for"]))
+        if tag in ("input", "select", "textarea") and attributes.get("type") != "hidden":
+            self.controls.append(str(attributes.get("id")))
+        if tag == "svg":
+            self._in_svg += 1
+            self.svgs.append(attributes)
+        if tag == "title" and self._in_svg:
+            self.titles_in_svg += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "svg":
+            self._in_svg -= 1
+
+
+def check_page(page: str) -> PageCheck:
+    checker = PageCheck()
+    checker.feed(page)
+    return checker
+
+
+def chart_bars(page: str, chart_id: str) -> list[tuple[str, int]]:
+    svg = page[page.index(f'id="{chart_id}"') :]
+    svg = svg[: svg.index("</svg>")]
+    return [
+        (str(escape(key)), int(value))
+        for key, value in re.findall(r'<g class="bar" data-key="([^"]*)" data-value="(\d+)"', svg)
+    ]
+
+
+# -- login ------------------------------------------------------------------------------
+
+PAGES = [
+    pytest.param("/planner/", id="roster"),
+    pytest.param("/planner/try", id="try"),
+    pytest.param("/planner/batches", id="batches"),
+    pytest.param("/planner/batches/abc123", id="job"),
+    pytest.param("/planner/batches/abc123/pairings.csv", id="download"),
+    pytest.param("/planner/dashboard", id="dashboard"),
+    pytest.param("/planner/settings", id="settings"),
+    pytest.param("/planner/embed", id="snippet"),
+]
+
+POSTS = [
+    pytest.param("/planner/logout", {}, id="logout"),
+    pytest.param("/planner/try", {"text": "I like tea"}, id="try"),
+    pytest.param(
+        "/planner/corrections",
+        {"text": "I like tea", "right": "chen-an", "wrong": "xu-mo"},
+        id="correct",
+    ),
+    pytest.param("/planner/refresh", {}, id="refresh"),
+    pytest.param("/planner/batches", {"top_k": "3"}, id="batches"),
+    pytest.param(
+        "/planner/settings",
+        {"embed_origins": "https://shop.example", "moods": "calm", "scents": "woody"},
+        id="settings",
+    ),
+]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_planner_page_needs_a_login(client: FlaskClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/planner/login?next=")
+    assert path in response.headers["Location"]
+
+
+@pytest.mark.parametrize(("path", "data"), POSTS)
+def test_every_planner_post_needs_a_login(
+    app: Flask, client: FlaskClient, path: str, data: dict[str, str]
+) -> None:
+    response = post(client, path, data)
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/planner/login"
+    assert not (Path(app.instance_path) / "settings.json").exists()
+    assert not (Path(app.config["MATCHER_PROFILES"]) / "corrections.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param("/planner/login", id="login"), pytest.param("/planner/", id="roster"),
+     pytest.param("/planner/settings", id="settings")],
+)  # fmt: skip
+@pytest.mark.parametrize("password", [pytest.param(None, id="unset"), pytest.param("", id="empty")])
+def test_planner_is_off_without_a_password(
+    tmp_path: Path, sample_matcher: Matcher, path: str, password: str | None
+) -> None:
+    app = make_app(tmp_path, sample_matcher, MATCHER_PLANNER_PASSWORD=password)
+    response = app.test_client().get(path)
+    assert response.status_code == 503
+    assert "set MATCHER_PLANNER_PASSWORD to turn it on" in response.get_data(as_text=True)
+
+
+def test_login_goes_on_to_the_page_asked_for_and_logout_ends_it(client: FlaskClient) -> None:
+    assert client.get("/planner/settings").status_code == 302
+    response = client.post(
+        "/planner/login",
+        data={
+            "token": token(client.application),  # type: ignore[arg-type]
+            "user": "planner",
+            "password": PASSWORD,
+            "next": "/planner/settings",
+        },
+    )
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/planner/settings"
+    page = client.get("/planner/settings")
+    assert page.status_code == 200
+    assert "Logged in as planner" in page.get_data(as_text=True)
+
+    response = post(client, "/planner/logout", {})
+    assert response.status_code == 303
+    assert client.get("/planner/settings").status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("user", "password"),
+    [pytest.param("planner", "wrong", id="wrong-password"),
+     pytest.param("someone", PASSWORD, id="wrong-user"),
+     pytest.param("planner", "", id="blank-password"),
+     pytest.param("planner", PASSWORD.upper(), id="password-case"),
+     pytest.param("planner", PASSWORD + " ", id="password-trailing-space"),
+     pytest.param("", "", id="blank")],
+)  # fmt: skip
+def test_wrong_credentials_are_refused(client: FlaskClient, user: str, password: str) -> None:
+    response = login(client, user, password)
+    assert response.status_code == 403
+    assert "do not match" in response.get_data(as_text=True)
+    assert client.get("/planner/").status_code == 302
+
+
+@pytest.mark.parametrize("method", ["scrypt", "pbkdf2:sha256"], ids=["scrypt", "pbkdf2"])
+def test_a_hashed_password_works(tmp_path: Path, sample_matcher: Matcher, method: str) -> None:
+    hashed = generate_password_hash("correct horse", method=method)
+    app = make_app(tmp_path, sample_matcher, MATCHER_PLANNER_PASSWORD=hashed)
+    client = app.test_client()
+    assert login(client, password=hashed).status_code == 403, "the hash itself is not a password"
+    assert login(client, password="correct horse").status_code == 303
+    assert client.get("/planner/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "target",
+    [pytest.param("https://evil.example/planner/", id="absolute-url"),
+     pytest.param("//evil.example/planner/", id="protocol-relative"),
+     pytest.param("/planner//evil.example", id="double-slash"),
+     pytest.param("/api/v1/match", id="outside-the-planner")],
+)  # fmt: skip
+def test_login_goes_on_only_to_planner_pages(client: FlaskClient, target: str) -> None:
+    response = client.post(
+        "/planner/login",
+        data={
+            "token": token(client.application),  # type: ignore[arg-type]
+            "user": "planner",
+            "password": PASSWORD,
+            "next": target,
+        },
+    )
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/planner/"
+
+
+def test_failed_logins_are_slowed_down_per_address(client: FlaskClient) -> None:
+    attacker = {"environ_overrides": {"REMOTE_ADDR": "203.0.113.9"}}
+    for _ in range(MAX_FAILED_LOGINS):
+        assert login(client, password="guess", **attacker).status_code == 403
+    refused = login(client, **attacker)
+    assert refused.status_code == 429
+    assert "Too many failed logins" in refused.get_data(as_text=True)
+    assert client.get("/planner/").status_code == 302
+    assert login(client, environ_overrides={"REMOTE_ADDR": "198.51.100.7"}).status_code == 303
+
+
+def test_changing_the_password_ends_existing_sessions(app: Flask, planner: FlaskClient) -> None:
+    assert planner.get("/planner/").status_code == 200
+    app.config["MATCHER_PLANNER_PASSWORD"] = "rotated"
+    assert planner.get("/planner/").status_code == 302
+
+
+# -- form tokens ------------------------------------------------------------------------
+
+
+def foreign_token() -> str:
+    return URLSafeTimedSerializer("another-secret", salt="matcher.form").dumps("x")
+
+
+@pytest.mark.parametrize(("path", "data"), POSTS)
+@pytest.mark.parametrize(
+    "bad",
+    [pytest.param({"token": None}, id="no-token"),
+     pytest.param({"token": "forged"}, id="forged-token"),
+     pytest.param({"token": "foreign"}, id="other-key-token"),
+     pytest.param({"origin": "https://evil.example"}, id="cross-site-origin")],
+)  # fmt: skip
+def test_every_planner_post_needs_a_valid_form_token(
+    app: Flask, planner: FlaskClient, path: str, data: dict[str, str], bad: dict[str, str | None]
+) -> None:
+    form = dict(data)
+    headers = {}
+    if "origin" in bad:
+        form["token"] = token(app)
+        headers["Origin"] = str(bad["origin"])
+    elif bad["token"] == "foreign":
+        form["token"] = foreign_token()
+    elif bad["token"] is not None:
+        form["token"] = str(bad["token"])
+    response = planner.post(path, data=form, headers=headers)
+    assert response.status_code == 403, response.get_data(as_text=True)
+    assert planner.get("/planner/").status_code == 200, "still logged in"
+    assert not (Path(app.instance_path) / "settings.json").exists()
+    assert not (Path(app.config["MATCHER_PROFILES"]) / "corrections.jsonl").exists()
+
+
+def test_login_needs_a_form_token(client: FlaskClient) -> None:
+    response = client.post("/planner/login", data={"user": "planner", "password": PASSWORD})
+    assert response.status_code == 403
+    assert client.get("/planner/").status_code == 302
+
+
+# -- roster -----------------------------------------------------------------------------
+
+
+def test_roster_lists_every_celebrity_with_their_profile(planner: FlaskClient) -> None:
+    page = planner.get("/planner/").get_data(as_text=True)
+    roster = load_profiles(SAMPLE_PROFILES)
+    summary = page[page.index('<table class="roster">') :]
+    summary = summary[: summary.index("</table>")]
+    assert re.findall(r'<tr data-celebrity-id="([^"]+)"', summary) == [p.id for p in roster]
+    for profile in roster:
+        assert escape(profile.name) in page and profile.name_zh in page
+        row = summary[summary.index(f'data-celebrity-id="{profile.id}"') :]
+        row = row[: row.index("</tr>")]
+        cells = re.findall(r"<td>(.*?)</td>", row, flags=re.S)
+        assert cells[1] == ("yes" if profile.active else "no")
+        assert cells[2] == (str(profile.quota) if profile.quota is not None else "none")
+        assert cells[3] == str(len(profile.examples))
+        assert cells[5] == str(escape(", ".join(profile.tags)))
+        for facet, text in profile.facets.items():
+            assert escape(text) in page, (profile.id, facet)
+        for facet, text in profile.facets_zh.items():
+            assert escape(text) in page, (profile.id, facet)
+
+
+def test_roster_shows_edits_waiting_for_the_refresh(app: Flask, planner: FlaskClient) -> None:
+    folder = Path(app.config["MATCHER_PROFILES"])
+    path = folder / "chen-an.yaml"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("active: true", "active: true\nquota: 40"),
+        encoding="utf-8",
+    )
+    gu_yan = folder / "gu-yan.yaml"
+    gu_yan.write_text(
+        gu_yan.read_text(encoding="utf-8").replace("active: true", "active: false"),
+        encoding="utf-8",
+    )
+    page = planner.get("/planner/").get_data(as_text=True)
+    row = page[page.index('<tr data-celebrity-id="chen-an"') :]
+    row = row[: row.index("</tr>")]
+    assert "<td>40</td>" in row and "edited since the last refresh" in row
+    assert 'role="alert"' not in page, "the edited folder still loads"
+    row = page[page.index('<tr data-celebrity-id="gu-yan"') :]
+    assert "no: inactive" in row[: row.index("</tr>")]
+    row = page[page.index('<tr data-celebrity-id="xu-mo"') :]
+    assert "<td>yes\n" in row[: row.index("</tr>")]
+
+
+def test_refresh_applies_the_roster_folder_as_it_is(
+    app: Flask, planner: FlaskClient, sample_matcher: Matcher
+) -> None:
+    path = Path(app.config["MATCHER_PROFILES"]) / "xu-mo.yaml"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("active: true", "active: false"),
+        encoding="utf-8",
+    )
+    response = post(planner, "/planner/refresh", {})
+    assert response.status_code == 303
+    refreshed = app.extensions["matcher"]
+    assert refreshed is not sample_matcher
+    assert "xu-mo" not in refreshed.index.celebrity_ids
+    assert refreshed.roster_size == sample_matcher.roster_size - 1
+    page = planner.get("/planner/").get_data(as_text=True)
+    assert "The index was refreshed" in page
+
+
+def test_roster_problems_are_shown(app: Flask, planner: FlaskClient) -> None:
+    (Path(app.config["MATCHER_PROFILES"]) / "broken.yaml").write_text("id: Not An Id\n")
+    page = planner.get("/planner/").get_data(as_text=True)
+    assert "broken.yaml" in page and 'role="alert"' in page
+    response = post(planner, "/planner/refresh", {})
+    assert response.status_code == 409
+    assert app.extensions["matcher"] is not None
+
+
+# -- try box and corrections ------------------------------------------------------------
+
+
+def test_try_box_ranks_every_celebrity_like_the_core(
+    planner: FlaskClient, sample_matcher: Matcher
+) -> None:
+    text = "Trail running at dawn, then a cold swim in the lake; no heavy perfume, please."
+    expected = sample_matcher.match(text, 7)
+    response = post(planner, "/planner/try", {"text": text})
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert ranked_ids(page) == [m.celebrity_id for m in expected]
+    assert len(expected) == 7
+    for match in expected:
+        row = page[page.index(f'<tr data-celebrity-id="{match.celebrity_id}"') :]
+        row = row[: row.index("</tr>")]
+        assert f"{match.score:.4f}" in row
+        assert f"{match.share * 100:.1f}%" in row
+        assert f"{match.margin:.4f}" in row
+        for reason in match.reasons:
+            assert str(escape(reason.quote)) in row
+
+
+@pytest.mark.parametrize(
+    "data",
+    [pytest.param({"text": "   "}, id="blank"), pytest.param({}, id="missing"),
+     pytest.param({"text": "tea " * 300}, id="over-long")],
+)  # fmt: skip
+def test_try_box_refuses_unusable_text(planner: FlaskClient, data: dict[str, str]) -> None:
+    response = post(planner, "/planner/try", data)
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert 'role="alert"' in page and 'aria-invalid="true"' in page
+    assert '<section class="ranking"' not in page
+
+
+def test_a_correction_is_saved_and_applies_after_the_refresh(
+    app: Flask, planner: FlaskClient, sample_matcher: Matcher
+) -> None:
+    text = "I collect fountain pens and spend Sundays restoring an old sailing boat."
+    before = sample_matcher.match(text, 7)
+    wrong, right = before[0].celebrity_id, before[-1].celebrity_id
+    response = post(planner, "/planner/corrections", {"text": text, "right": right, "wrong": wrong})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert "index was refreshed" in page and 'role="status"' in page
+
+    lines = (Path(app.config["MATCHER_PROFILES"]) / "corrections.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    saved = json.loads(lines[0])
+    assert (saved["text"], saved["right"], saved["wrong"]) == (text, right, wrong)
+
+    refreshed = app.extensions["matcher"]
+    assert refreshed is not sample_matcher
+    assert refreshed.encoder is sample_matcher.encoder
+    assert refreshed.match(text, 1)[0].celebrity_id == right
+    assert ranked_ids(page)[0] == right
+    assert sample_matcher.match(text, 1)[0].celebrity_id == wrong, "the shared fixture is untouched"
+    roster = planner.get("/planner/").get_data(as_text=True)
+    row = roster[roster.index(f'<tr data-celebrity-id="{right}"') :]
+    assert re.findall(r"<td>(.*?)</td>", row[: row.index("</tr>")], flags=re.S)[4] == "1"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [pytest.param({"right": "nobody", "wrong": "chen-an"}, id="unknown-right"),
+     pytest.param({"right": "", "wrong": "chen-an"}, id="no-right"),
+     pytest.param({"right": "chen-an", "wrong": "chen-an"}, id="same-as-wrong"),
+     pytest.param({"right": "chen-an", "wrong": "nobody"}, id="unknown-wrong"),
+     pytest.param({"right": "chen-an", "wrong": "xu-mo", "text": "  "}, id="blank-text"),
+     pytest.param({"right": "chen-an", "wrong": "xu-mo", "text": "x" * 1001}, id="over-long-text")],
+)  # fmt: skip
+def test_bad_corrections_are_refused(
+    app: Flask, planner: FlaskClient, sample_matcher: Matcher, data: dict[str, str]
+) -> None:
+    form = {"text": "I like tea and quiet mornings.", **data}
+    response = post(planner, "/planner/corrections", form)
+    assert response.status_code == 400
+    assert 'role="alert"' in response.get_data(as_text=True)
+    assert not (Path(app.config["MATCHER_PROFILES"]) / "corrections.jsonl").exists()
+    assert app.extensions["matcher"] is sample_matcher
+
+
+# -- batches ----------------------------------------------------------------------------
+
+
+def test_upload_matches_in_the_background_and_downloads_once(
+    app: Flask, planner: FlaskClient, sample_matcher: Matcher
+) -> None:
+    secret = "MY-PRIVATE-TEXT-42"
+    rows = [
+        ("=HYPERLINK(1)", SHOPPER_TEXTS[0]),
+        ("+15551234", SHOPPER_TEXTS[1]),
+        ("-7", SHOPPER_TEXTS[2]),
+        ("@SUM(A1)", SHOPPER_TEXTS[3]),
+        ("plain-5", "=1+1 " + SHOPPER_TEXTS[4]),
+        ("blank-6", "   "),
+        ("long-7", secret + " " + "x" * 1000),
+        ("", secret + " without an id"),
+    ]
+    job_id = job_id_of(upload(planner, "shoppers.csv", shopper_csv(rows)))
+    view = wait_for(app, job_id)
+    assert view.status is Status.DONE, view.error
+    assert (view.matched, view.bad) == (5, 3)
+
+    page = planner.get(f"/planner/batches/{job_id}").get_data(as_text=True)
+    assert 'http-equiv="refresh"' not in page
+    bad = re.findall(
+        r'<tr><td class="number">(\d+)</td><td>([^<]*)</td></tr>', page[page.index("bad-rows") :]
+    )
+    assert [int(line) for line, _ in bad] == [7, 8, 9]
+    assert "blank" in bad[0][1] and "limit is 1000" in bad[1][1] and "id is blank" in bad[2][1]
+    assert secret not in page
+
+    response = download(planner, job_id)
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    assert "attachment" in response.headers["Content-Disposition"]
+    assert "shoppers-pairings.csv" in response.headers["Content-Disposition"]
+    pairings = read_csv(response.data)
+    assert [row["id"] for row in pairings] == [
+        "'=HYPERLINK(1)", "'+15551234", "'-7", "'@SUM(A1)", "plain-5"
+    ]  # fmt: skip
+    texts = [text for _, text in rows[:5]]
+    for row, expected in zip(pairings, sample_matcher.match_many(texts, 3), strict=True):
+        assert [row[f"celebrity_{rank}"] for rank in (1, 2, 3)] == [
+            m.celebrity_id for m in expected
+        ]
+        assert row["score_1"] == f"{expected[0].score:.4f}"
+    assert secret not in response.data.decode("utf-8")
+
+    batch_folder = Path(app.instance_path) / "planner-batches"
+    assert list(batch_folder.iterdir()) == [], "upload and pairings are deleted"
+    again = download(planner, job_id)
+    assert again.status_code == 410
+    page = planner.get(f"/planner/batches/{job_id}").get_data(as_text=True)
+    assert "downloaded and deleted" in page
+
+
+def test_json_lines_upload_reports_broken_lines(app: Flask, planner: FlaskClient) -> None:
+    body = "\n".join(
+        [
+            json.dumps({"id": "a", "text": SHOPPER_TEXTS[0]}),
+            '{"id": "b", "text": "broken',
+            json.dumps({"id": "c", "text": 42}),
+            json.dumps({"id": "d", "text": SHOPPER_TEXTS[1]}),
+        ]
+    )
+    job_id = job_id_of(upload(planner, "shoppers.jsonl", body + "\n"))
+    view = wait_for(app, job_id)
+    assert view.status is Status.DONE
+    assert view.matched == 2
+    assert [(bad.line, bad.reason.split(" (")[0]) for bad in view.bad_lines] == [
+        (2, "not valid JSON"),
+        (3, "'text' is not a string"),
+    ]
+    pairings = read_csv(download(planner, job_id).data)
+    assert [row["id"] for row in pairings] == ["a", "d"]
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "fields", "problem"),
+    [pytest.param(None, "", {}, "Choose a CSV", id="no-file"),
+     pytest.param("shoppers.txt", "id,text\n1,tea\n", {}, ".jsonl", id="unknown-type"),
+     pytest.param("shoppers.xlsx", "id,text\n1,tea\n", {}, ".jsonl", id="spreadsheet"),
+     pytest.param("shoppers.csv", "id,comment\n1,tea\n", {}, "no &#39;text&#39; column", id="missing-text-column"),
+     pytest.param("shoppers.csv", "", {}, "the file is empty", id="empty-file"),
+     pytest.param("shoppers.csv", b"id,t\xffxt\n1,tea\n", {"text_column": "t\ufffdxt"}, "not valid UTF-8", id="undecodable-header"),
+     pytest.param("shoppers.csv", "id,text\n1,tea\n", {"top_k": "0"}, "from 1 to 7", id="top-k-zero"),
+     pytest.param("shoppers.csv", "id,text\n1,tea\n", {"top_k": "three"}, "from 1 to 7", id="top-k-word"),
+     pytest.param("shoppers.csv", "id,text\n1,tea\n", {"top_k": "8"}, "from 1 to 7", id="top-k-over-roster"),
+     pytest.param("shoppers.csv", "id,text\n1,tea\n", {"id_column": " "}, "column name", id="blank-id-column"),
+     pytest.param("shoppers.csv", "id,text\n1,tea\n", {"text_column": "t" * 101}, "column name", id="long-text-column")],
+)  # fmt: skip
+def test_unusable_uploads_are_refused_at_once(
+    app: Flask,
+    planner: FlaskClient,
+    name: str | None,
+    body: str | bytes,
+    fields: dict[str, str],
+    problem: str,
+) -> None:
+    if name is None:
+        response = post(
+            planner, "/planner/batches", {"top_k": "3"}, content_type="multipart/form-data"
+        )
+    else:
+        response = upload(planner, name, body, **fields)
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert problem in page
+    assert 'role="alert"' in page and 'aria-invalid="true"' in page
+    assert job_registry(app).jobs() == []
+    folder = Path(app.instance_path) / "planner-batches"
+    assert not folder.exists() or list(folder.iterdir()) == []
+
+
+def test_job_page_reloads_itself_until_the_batch_is_done(app: Flask, planner: FlaskClient) -> None:
+    registry = job_registry(app)
+    registry.slot.acquire()  # another batch is "running": this one waits in the queue
+    try:
+        job_id = job_id_of(upload(planner, "wait.csv", shopper_csv([("1", SHOPPER_TEXTS[0])])))
+        page = planner.get(f"/planner/batches/{job_id}").get_data(as_text=True)
+        assert '<meta http-equiv="refresh" content="2">' in page
+        assert "waiting for the batch before it" in page
+        assert "<progress" in page and "Download" not in page
+        assert planner.get(f"/planner/batches/{job_id}/pairings.csv").status_code == 409
+    finally:
+        registry.slot.release()
+    assert wait_for(app, job_id).status is Status.DONE
+    page = planner.get(f"/planner/batches/{job_id}").get_data(as_text=True)
+    assert 'http-equiv="refresh"' not in page
+    assert f"/planner/batches/{job_id}/pairings.csv" in page
+    listing = planner.get("/planner/batches").get_data(as_text=True)
+    assert "wait.csv" in listing and "ready to download" in listing
+
+
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param("/planner/batches/nope", id="job"),
+     pytest.param("/planner/batches/nope/pairings.csv", id="download")],
+)  # fmt: skip
+def test_unknown_batches_are_404(planner: FlaskClient, path: str) -> None:
+    response = planner.get(path)
+    assert response.status_code == 404
+    assert "Upload the file again" in response.get_data(as_text=True)
+
+
+def test_old_pairings_expire(app: Flask, planner: FlaskClient) -> None:
+    job_id = job_id_of(upload(planner, "old.csv", shopper_csv([("1", SHOPPER_TEXTS[0])])))
+    assert wait_for(app, job_id).status is Status.DONE
+    registry = job_registry(app)
+    assert registry.sweep(time.time() + registry.ttl - 5) == 0
+    assert registry.sweep(time.time() + registry.ttl + 1) == 1
+    assert planner.get(f"/planner/batches/{job_id}/pairings.csv").status_code == 410
+    assert "expired" in planner.get(f"/planner/batches/{job_id}").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("status", "done", "total", "percent"),
+    [pytest.param(Status.QUEUED, 0, 0, 0, id="not-counted-yet"),
+     pytest.param(Status.RUNNING, 50, 200, 25, id="a-quarter"),
+     pytest.param(Status.RUNNING, 201, 200, 99, id="no-trailing-newline"),
+     pytest.param(Status.DONE, 10, 200, 100, id="done")],
+)  # fmt: skip
+def test_progress_percent(status: Status, done: int, total: int, percent: int) -> None:
+    view = JobView("j", "f.csv", status, done, total, 0, 0, (), None, False, False, False)
+    assert view.percent == percent
+
+
+def test_sweep_keeps_fresh_files_and_those_of_running_jobs(tmp_path: Path) -> None:
+    registry = JobRegistry(tmp_path / "batches", ttl=60)
+    registry.folder.mkdir()
+    old, fresh = registry.folder / "old.pairings.csv", registry.folder / "new.pairings.csv"
+    for path in (old, fresh):
+        path.write_text("id\n")
+    stale = time.time() - 120
+    os.utime(old, (stale, stale))
+    assert registry.sweep() == 1
+    assert not old.exists() and fresh.exists()
+
+
+def test_shopper_text_is_never_logged(
+    app: Flask, planner: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "SHOPPER-SECRET-7731 loves oolong tea"
+    caplog.set_level(logging.DEBUG)
+    post(planner, "/planner/try", {"text": secret})
+    job_id = job_id_of(upload(planner, "log.csv", shopper_csv([("1", secret), ("2", "")])))
+    wait_for(app, job_id)
+    assert caplog.records, "logging was captured"
+    assert "SHOPPER-SECRET" not in caplog.text
+
+
+# -- dashboard and charts ---------------------------------------------------------------
+
+
+def test_dashboard_charts_count_what_the_batches_paired(
+    app: Flask, planner: FlaskClient, sample_matcher: Matcher
+) -> None:
+    rows = [(str(number), text) for number, text in enumerate(SHOPPER_TEXTS * 2)]
+    first = job_id_of(upload(planner, "one.csv", shopper_csv(rows[:10])))
+    second = job_id_of(upload(planner, "two.csv", shopper_csv(rows[10:] + [("bad", "")])))
+    pairings = []
+    for job_id in (first, second):
+        assert wait_for(app, job_id).status is Status.DONE
+        pairings += read_csv(download(planner, job_id).data)
+    assert len(pairings) == len(rows)
+    per_celebrity = Counter(row["celebrity_1"] for row in pairings)
+    assert len(per_celebrity) >= 3, "the texts reach several celebrities"
+
+    page = planner.get("/planner/dashboard").get_data(as_text=True)
+    bars = chart_bars(page, "chart-celebrities")
+    roster = [p.id for p in sample_matcher.index.profiles]
+    assert [key for key, _ in bars] == roster, "one bar per celebrity, roster order"
+    assert dict(bars) == {key: per_celebrity.get(key, 0) for key in roster}
+
+    score_counts = Counter(score_bin(float(row["score_1"])) for row in pairings)
+    expected_bins = charts.score_bins(score_counts, 0.05)
+    histogram = chart_bars(page, "chart-scores")
+    assert histogram == [(bar.key, bar.value) for bar in expected_bins]
+    assert sum(count for _, count in histogram) == len(rows)
+
+    table = page[page.index('<table class="chart-data">') :]
+    table = table[: table.index("</table>")]
+    for celebrity_id in roster:
+        cell = re.search(
+            rf'data-celebrity-id="{celebrity_id}"><th scope="row">[^<]*</th><td class="number">(\d+)',
+            table,
+        )
+        assert cell and int(cell.group(1)) == per_celebrity.get(celebrity_id, 0)
+    assert f"({len(rows)} shoppers)" in page
+
+
+def test_dashboard_before_any_batch(planner: FlaskClient) -> None:
+    page = planner.get("/planner/dashboard").get_data(as_text=True)
+    assert "No batch has been matched yet" in page
+    assert "<svg" not in page
+
+
+def test_bar_chart_escapes_labels_and_uses_no_style() -> None:
+    svg = charts.bar_chart(
+        [charts.Bar("a&b", "<b>Bold</b> & co", 3), charts.Bar("z", "Zero", 0)],
+        chart_id="c1",
+        title="Counts <per> celebrity",
+        description='He said "hi"',
+    )
+    assert "<b>" not in svg and "&lt;b&gt;Bold&lt;/b&gt; &amp; co" in svg
+    assert '<title id="c1-title">Counts &lt;per&gt; celebrity</title>' in svg
+    assert 'aria-labelledby="c1-title c1-desc"' in svg and 'role="img"' in svg
+    assert "style=" not in svg
+    assert re.findall(r'data-value="(\d+)"', svg) == ["3", "0"]
+    widths = [float(w) for w in re.findall(r'<rect [^>]*width="([\d.]+)"', svg)]
+    assert widths[0] > 0 and widths[1] == 0
+
+
+@pytest.mark.parametrize(
+    ("score", "expected"),
+    [pytest.param(0.55, 11, id="on-an-edge"), pytest.param(0.5499, 10, id="just-below"),
+     pytest.param(0.0, 0, id="zero"), pytest.param(-0.01, -1, id="negative"),
+     pytest.param(0.9999, 19, id="near-one")],
+)  # fmt: skip
+def test_scores_fall_in_the_bin_they_start(score: float, expected: int) -> None:
+    assert score_bin(score) == expected
+
+
+def test_histogram_keeps_empty_bins_between_used_ones() -> None:
+    bins = charts.score_bins({12: 2, 9: 1}, 0.05)
+    assert [(bar.key, bar.value) for bar in bins] == [
+        ("0.45", 1), ("0.50", 0), ("0.55", 0), ("0.60", 2)
+    ]  # fmt: skip
+    assert bins[0].label == "0.45–0.50"
+    svg = charts.histogram(bins, chart_id="h", title="t", description="d")
+    assert len(re.findall(r'<g class="bar"', svg)) == 4 and "style=" not in svg
+    assert charts.score_bins({}, 0.05) == []
+
+
+# -- settings ---------------------------------------------------------------------------
+
+
+def test_settings_are_saved_and_used(app: Flask, planner: FlaskClient) -> None:
+    response = post(
+        planner,
+        "/planner/settings",
+        {
+            "embed_origins": "https://Shop.Example\nhttp://localhost:8000\n",
+            "moods": "calm, sunny\nsunny",
+            "scents": "woody",
+        },
+    )
+    assert response.status_code == 303
+    assert app.extensions["matcher.settings_store"].load() == {
+        "embed_origins": ["https://shop.example", "http://localhost:8000"],
+        "quick_picks": {"moods": ["calm", "sunny"], "scents": ["woody"]},
+    }
+    page = planner.get("/planner/settings").get_data(as_text=True)
+    assert "Settings saved." in page
+    assert "https://shop.example\nhttp://localhost:8000</textarea>" in page
+    assert 'value="sunny"' in planner.get("/").get_data(as_text=True)
+    csp = planner.get("/embed").headers["Content-Security-Policy"]
+    assert "frame-ancestors https://shop.example http://localhost:8000" in csp
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [pytest.param("embed_origins", "https://shop.example/path", "must look like", id="origin-with-path"),
+     pytest.param("embed_origins", "ftp://shop.example", "must look like", id="origin-ftp-scheme"),
+     pytest.param("embed_origins", "shop.example", "must look like", id="origin-without-scheme"),
+     pytest.param("embed_origins", "https://ok.example\njavascript:alert(1)", "must look like", id="origin-script"),
+     pytest.param("moods", " , ", "at least one", id="no-moods"),
+     pytest.param("scents", "x" * 41, "under 40 characters", id="over-long-pick"),
+     pytest.param("scents", ",".join(f"s{n}" for n in range(21)), "at most 20", id="too-many-picks")],
+)  # fmt: skip
+def test_bad_settings_are_refused_and_nothing_is_saved(
+    app: Flask, planner: FlaskClient, field: str, value: str, problem: str
+) -> None:
+    form = {"embed_origins": "https://shop.example", "moods": "calm", "scents": "woody"}
+    form[field] = value
+    response = post(planner, "/planner/settings", form)
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert "Nothing was saved" in page and problem in page
+    assert 'aria-invalid="true"' in page
+    assert str(escape(value)) in page, "what was typed is kept for correcting"
+    assert app.extensions["matcher.settings_store"].load() == {}
+
+
+def test_settings_say_when_the_environment_wins(tmp_path: Path, sample_matcher: Matcher) -> None:
+    app = make_app(tmp_path, sample_matcher, MATCHER_EMBED_ORIGINS="https://env.example")
+    client = app.test_client()
+    login(client)
+    page = client.get("/planner/settings").get_data(as_text=True)
+    assert "MATCHER_EMBED_ORIGINS environment variable is set" in page
+    assert "https://env.example" in page
+
+
+def test_without_an_environment_setting_there_is_no_such_note(planner: FlaskClient) -> None:
+    page = planner.get("/planner/settings").get_data(as_text=True)
+    assert "environment variable is set" not in page
+
+
+# -- embed snippet ----------------------------------------------------------------------
+
+
+def test_snippet_embeds_this_host_and_checks_the_origin(app: Flask) -> None:
+    client = app.test_client()
+    host = "https://matcher.lueur.example"
+    login(client, base_url=host)
+    page = client.get("/planner/embed", base_url=host).get_data(as_text=True)
+    assert escape(f'<iframe id="lueur-matcher" src="{host}/embed"') in page
+    assert escape(f'var MATCHER_ORIGIN = "{host}";') in page
+    assert escape("if (event.origin !== MATCHER_ORIGIN") in page
+    assert "matcher:height" in page and "matcher:paired" in page
+    assert "No site may embed the matcher yet" in page
+    assert check_page(page).inline_scripts == 0, "the snippet is shown, not run"
+
+
+# -- every page -------------------------------------------------------------------------
+
+
+def test_planner_pages_keep_the_csp_and_label_every_control(
+    app: Flask, client: FlaskClient
+) -> None:
+    pages = {"login": client.get("/planner/login").get_data(as_text=True)}
+    login(client)
+    job_id = job_id_of(upload(client, "a.csv", shopper_csv([("1", SHOPPER_TEXTS[0]), ("2", "")])))
+    wait_for(app, job_id)
+    for path in ("/planner/", "/planner/try", "/planner/batches", f"/planner/batches/{job_id}",
+                 "/planner/dashboard", "/planner/settings", "/planner/embed"):  # fmt: skip
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["Cache-Control"] == "no-store"
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        pages[path] = response.get_data(as_text=True)
+    pages["ranking"] = post(client, "/planner/try", {"text": SHOPPER_TEXTS[1]}).get_data(
+        as_text=True
+    )
+    for name, page in pages.items():
+        check = check_page(page)
+        assert check.inline_scripts == 0, name
+        assert check.style_attributes == [] and check.style_elements == 0, name
+        assert set(check.controls) <= check.labelled, (name, check.controls, check.labelled)
+        assert "lang=None" not in page, name
+    dashboard = check_page(pages["/planner/dashboard"])
+    assert len(dashboard.svgs) == 2
+    assert all(svg.get("role") == "img" and svg.get("aria-labelledby") for svg in dashboard.svgs)

@@ -1,0 +1,32 @@
+"""Messages the templates translate from data, listed here so ``pybabel extract`` finds them.
+
+``_form.html`` shows each quick pick as ``_(pick)``: the default picks in
+``web/settings.py`` are data, invisible to the extractor, so they are named
+here with the no-op marker ``N_``. Picks a planner adds later are shown as
+written. Nothing imports this module; ``tests/test_browser.py`` checks that the
+list still covers ``DEFAULT_QUICK_PICKS``.
+"""
+
+
+def N_(message: str) -> str:
+    """Mark a message for extraction and return it untranslated (the gettext convention)."""
+    return message
+
+
+QUICK_PICKS = (
+    # moods
+    N_("calm"),
+    N_("romantic"),
+    N_("adventurous"),
+    N_("playful"),
+    N_("bold"),
+    N_("elegant"),
+    N_("creative"),
+    # scent families
+    N_("floral"),
+    N_("woody"),
+    N_("fresh"),
+    N_("citrus"),
+    N_("spicy"),
+    N_("powdery"),
+)
