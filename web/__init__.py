@@ -61,6 +61,9 @@ def create_app(config: Mapping[str, Any] | None = None, *, matcher: Matcher | No
     app.extensions["matcher.settings"] = current_settings
     app.extensions["matcher.settings_store"] = store
 
+    # Watch the roster folder only for a matcher built from it here; a matcher
+    # handed in (tests, embedding apps) is the caller's to manage.
+    matcher_owned = matcher is None
     if matcher is None:
         from matcher.matching import load_matcher
 
@@ -70,6 +73,10 @@ def create_app(config: Mapping[str, Any] | None = None, *, matcher: Matcher | No
             index_dir=app.config["MATCHER_INDEX_DIR"],
         )
     app.extensions["matcher"] = matcher
+    if matcher_owned:
+        from .roster import start_watching
+
+        start_watching(app)
 
     from . import api, embed, planner, shopper
     from .errors import register_error_handlers

@@ -19,13 +19,17 @@ from matcher.profiles import Profile
 from matcher.text import MAX_TEXT_CHARS
 
 from .i18n import select_locale
+from .roster import refresh_if_changed
 from .security import check_form_post
 
 TOP_K = 3
 
 
 def current_matcher() -> Matcher:
-    matcher: Matcher = current_app.extensions["matcher"]
+    """This worker's matcher, reloaded first if the roster folder changed on disk."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    refresh_if_changed(app)
+    matcher: Matcher = app.extensions["matcher"]
     return matcher
 
 
