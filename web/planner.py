@@ -11,7 +11,9 @@ see how the batches paired, and edit the embedding settings.
   session ends at logout, after :data:`SESSION_HOURS`, or when the configured
   credentials change. Failed logins are counted per client address and
   refused for a while past :data:`MAX_FAILED_LOGINS`.
-- Batches run in :mod:`web.jobs`; charts are drawn by :mod:`web.charts`.
+- Batches run in :mod:`web.jobs`, which keeps their state in the instance
+  folder, so every server worker shows the same jobs, downloads and totals;
+  charts are drawn by :mod:`web.charts`.
 - Shopper text is never logged here; bad rows are shown as line and reason.
 """
 
@@ -47,14 +49,15 @@ from werkzeug.wrappers import Response as BaseResponse
 from matcher.batch import check_input, input_format
 from matcher.errors import BatchInputError, ConfigError, InputError, ProfileError
 from matcher.feedback import add_correction
-from matcher.matching import DEFAULT_TOP_K, Matcher, load_matcher
+from matcher.matching import DEFAULT_TOP_K, Matcher
 from matcher.profiles import Profile, load_profiles
 
 from . import charts
 from .errors import ApiError
 from .i18n import LANGUAGES, select_locale
-from .jobs import DEFAULT_TTL, SCORE_BIN_WIDTH, JobRegistry
+from .jobs import DEFAULT_TTL, SCORE_BIN_WIDTH, JobRegistry, Status
 from .pairing import current_matcher, facet_label
+from .roster import refresh_matcher
 from .security import check_form_post
 from .settings import DEFAULT_QUICK_PICKS, parse_origins
 
@@ -76,7 +79,6 @@ MAX_COLUMN_CHARS = 100
 
 JOBS_KEY = "matcher.planner_jobs"
 THROTTLE_KEY = "matcher.planner_login_throttle"
-REFRESH_LOCK_KEY = "matcher.planner_refresh_lock"
 
 
 # -- login ------------------------------------------------------------------------------
@@ -166,7 +168,11 @@ def login_throttle(app: Flask) -> LoginThrottle:
 
 
 def job_registry(app: Flask) -> JobRegistry:
-    """The app's batch jobs, made on first use (the app factory does not know about them)."""
+    """This worker's view of the batch jobs, made on first use.
+
+    Every worker's registry works on the same folder under the instance path,
+    so a job is seen by all of them whichever one runs it.
+    """
     registry = app.extensions.get(JOBS_KEY)
     if registry is None:
         ttl = float(app.config.get("MATCHER_PLANNER_BATCH_TTL", DEFAULT_TTL))
@@ -320,37 +326,6 @@ def roster_entries(matcher: Matcher, folder: str | Path) -> tuple[list[RosterEnt
     return entries, None
 
 
-def refresh_matcher(app: Flask) -> Matcher:
-    """Reload the roster (with its corrections) into a new matcher and swap it in.
-
-    Reuses the loaded encoder and re-embeds only the profiles that changed; the
-    lock keeps two planners from refreshing at once. Requests already running
-    keep the matcher they started with.
-
-    Raises:
-        ProfileError: the roster folder cannot be loaded; the old matcher stays.
-    """
-    lock: threading.Lock = app.extensions.setdefault(REFRESH_LOCK_KEY, threading.Lock())
-    with lock:
-        old: Matcher = app.extensions["matcher"]
-        fresh, _ = load_matcher(
-            app.config["MATCHER_PROFILES"],
-            index_dir=app.config["MATCHER_INDEX_DIR"],
-            encoder=old.encoder,
-        )
-        matcher = Matcher(
-            old.encoder,
-            fresh.index,
-            scoring=old.scoring,
-            example_weight=old.example_weight,
-            correction_threshold=old.correction_threshold,
-            reasons=old.reasons,
-            max_chars=old.max_chars,
-        )
-        app.extensions["matcher"] = matcher
-    return matcher
-
-
 @bp.get("/")
 def roster() -> str:
     entries, problems = roster_entries(current_matcher(), current_app.config["MATCHER_PROFILES"])
@@ -445,9 +420,8 @@ def correct() -> tuple[str, int]:
         )
     else:
         notice = gettext(
-            "Saved: this text now pairs with %(name)s. The index was refreshed, so the "
-            "correction applies from now on and also steers similar texts (other server "
-            "workers apply it after their own refresh or a restart).",
+            "Saved: this text now pairs with %(name)s. The correction applies to new "
+            "matches right away and also steers similar texts.",
             name=names[right],
         )
     return _try_page(text, notice=notice), 200
@@ -530,12 +504,13 @@ def batches() -> BaseResponse | tuple[str, int]:
 
 
 def _missing_job() -> ApiError:
+    # Malformed ids get the same answer: the registry never turns them into paths.
     return ApiError(
         404,
         "no_such_batch",
         gettext(
-            "There is no such batch in this server process: it may be old, or another "
-            "worker or an earlier run of the server matched it. Upload the file again."
+            "There is no such batch: the link may be wrong, or the batch is old and "
+            "no longer listed. Upload the file again."
         ),
     )
 
@@ -546,21 +521,30 @@ def job(job_id: str) -> str:
     found = job_registry(current_app).get(job_id)
     if found is None:
         raise _missing_job()
-    return render_template("planner/job.html", job=found.view())
+    return render_template("planner/job.html", job=found)
 
 
 @bp.get("/batches/<job_id>/pairings.csv")
 def download(job_id: str) -> Response:
-    """The pairings, once: the file is deleted as the download starts."""
+    """The pairings, once: the file is deleted as the download starts.
+
+    Any worker can serve it; if two race for it, one sends the file and the
+    other answers 410.
+    """
     registry = job_registry(current_app)
     found = registry.get(job_id)
     if found is None:
         raise _missing_job()
-    path = registry.take_output(job_id)
-    if path is None:
-        view = found.view()
-        if not view.finished:
-            raise ApiError(409, "batch_running", gettext("This batch is still running."))
+    if not found.finished:
+        raise ApiError(409, "batch_running", gettext("This batch is still running."))
+    if found.status is Status.FAILED:
+        raise ApiError(
+            409,
+            "batch_failed",
+            gettext("This batch failed, so it has no pairings. Upload the file again."),
+        )
+    handle = registry.take_output(job_id)  # send_file closes it
+    if handle is None:
         raise ApiError(
             410,
             "pairings_gone",
@@ -568,15 +552,6 @@ def download(job_id: str) -> Response:
                 "These pairings were already downloaded or have expired. Upload the file again."
             ),
         )
-    try:
-        handle = open(path, "rb")  # send_file closes it
-    except FileNotFoundError:
-        raise ApiError(
-            410, "pairings_gone", gettext("These pairings have expired. Upload the file again.")
-        ) from None
-    # POSIX keeps an open file readable after unlinking, so the copy on disk is
-    # gone from the moment the planner has it.
-    path.unlink(missing_ok=True)
     stem = secure_filename(Path(found.filename).stem) or "shoppers"
     return send_file(
         handle,
@@ -591,7 +566,7 @@ def download(job_id: str) -> Response:
 
 @bp.get("/dashboard")
 def dashboard() -> str:
-    """Pairings per celebrity and the spread of top scores, over this process's batches."""
+    """Pairings per celebrity and the spread of top scores, over every batch on this server."""
     totals = job_registry(current_app).pairing_totals()
     profiles = current_matcher().index.profiles
     chinese = select_locale() == "zh"
