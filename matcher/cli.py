@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
+from . import store_cli
 from .batch import BadRow, escape_cell
 from .embedding import DEFAULT_MODEL
 from .errors import MatcherError, ProfileError
@@ -400,6 +401,10 @@ class RejectsFile:
     def close(self) -> None:
         if self._handle is not None:
             self._handle.close()
+
+
+for _command in store_cli.COMMANDS:
+    cli.add_command(_command)
 
 
 def _plugins() -> dict[str, EntryPoint]:

@@ -1,0 +1,262 @@
+"""Storing pairings, and reading them back for the planner's reports.
+
+A pairing is stored before its answer is sent (the write is committed with
+``synchronous=FULL`` on SQLite), so an answered shopper is never missing from
+the database. A batch is one transaction: stored whole or not at all.
+
+The shopper's text is stored only when they consented *and* the campaign
+keeps text; otherwise only the pairing is.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import secrets
+import weakref
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import Select, func, insert, select
+
+from ..batch import escape_cell
+from .campaigns import Campaign
+from .database import Database
+from .schema import BatchRow, CampaignRow, PairingRow, utcnow
+
+if TYPE_CHECKING:
+    from ..index import ProfileIndex
+    from ..matching import Match
+
+#: Where a pairing came from.
+SOURCES = ("form", "embed", "api", "upload")
+#: Rows per INSERT statement within a batch's single transaction.
+CHUNK = 1000
+REF_PREFIX = "s-"
+
+Query = TypeVar("Query", bound=Select[*tuple[Any, ...]])
+
+_versions: weakref.WeakKeyDictionary[ProfileIndex, str] = weakref.WeakKeyDictionary()
+
+
+def index_version(index: ProfileIndex) -> str:
+    """A short fingerprint of what the index holds (model and vectors), computed once per index."""
+    version = _versions.get(index)
+    if version is None:
+        digest = hashlib.sha256(index.model_id.encode("utf-8"))
+        digest.update(index.vectors.tobytes())
+        version = _versions[index] = digest.hexdigest()[:16]
+    return version
+
+
+def new_shopper_ref() -> str:
+    """A reference for a shopper the microsite did not name; shown to them for privacy requests."""
+    return REF_PREFIX + secrets.token_urlsafe(12)
+
+
+@dataclass(frozen=True)
+class NewPairing:
+    """One answered shopper: their best match, their text and whether they consented."""
+
+    match: Match
+    text: str
+    consented: bool
+    shopper_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What was stored: the batch (if any), the shoppers' references in order, the text kept."""
+
+    batch_id: int | None
+    refs: list[str]
+    texts_kept: int
+
+    @property
+    def count(self) -> int:
+        return len(self.refs)
+
+
+def record_pairings(
+    db: Database,
+    campaign: Campaign,
+    items: Iterable[NewPairing],
+    *,
+    model_id: str,
+    index_version: str,
+    source: str,
+    batch: bool = False,
+    filename: str | None = None,
+) -> Stored:
+    """Store pairings in one transaction (all of them, or none when anything fails).
+
+    Args:
+        batch: also store a batch record, so the pairings can be told apart as one upload.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"unknown pairing source {source!r}")
+    refs: list[str] = []
+    kept = 0
+    with db.write() as session:
+        batch_id: int | None = None
+        if batch:
+            row = BatchRow(campaign_id=campaign.id, source=source, filename=filename, pairings=0)
+            session.add(row)
+            session.flush()
+            batch_id = row.id
+        now = utcnow()
+        chunk: list[dict[str, Any]] = []
+        for item in items:
+            ref = item.shopper_ref or new_shopper_ref()
+            keep = item.consented and campaign.store_text
+            kept += keep
+            refs.append(ref)
+            chunk.append(
+                {
+                    "campaign_id": campaign.id,
+                    "shopper_ref": ref,
+                    "celebrity_id": item.match.celebrity_id,
+                    "score": item.match.score,
+                    "margin": item.match.margin,
+                    "reasons": [
+                        {"facet": r.facet, "score": round(r.score, 4), "quote": r.quote}
+                        for r in item.match.reasons
+                    ],
+                    "model_id": model_id,
+                    "index_version": index_version,
+                    "source": source,
+                    "batch_id": batch_id,
+                    "created_at": now,
+                    "consent_version": campaign.consent_version if item.consented else None,
+                    "shopper_text": item.text if keep else None,
+                }
+            )
+            if len(chunk) >= CHUNK:
+                session.execute(insert(PairingRow), chunk)
+                chunk = []
+        if chunk:
+            session.execute(insert(PairingRow), chunk)
+        if batch_id is not None:
+            session.get_one(BatchRow, batch_id).pairings = len(refs)
+    return Stored(batch_id, refs, kept)
+
+
+# -- reports --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairingFilter:
+    """Which pairings a report covers: one campaign (or all), between two days inclusive (UTC)."""
+
+    campaign_id: int | None = None
+    since: date | None = None
+    until: date | None = None
+
+    def apply(self, query: Query) -> Query:
+        if self.campaign_id is not None:
+            query = query.where(PairingRow.campaign_id == self.campaign_id)
+        if self.since is not None:
+            query = query.where(PairingRow.created_at >= _start_of(self.since))
+        if self.until is not None:
+            query = query.where(PairingRow.created_at < _start_of(self.until + timedelta(days=1)))
+        return query
+
+
+def _start_of(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def count_pairings(db: Database, where: PairingFilter) -> int:
+    with db.read() as session:
+        return int(session.scalar(where.apply(select(func.count(PairingRow.id)))) or 0)
+
+
+def celebrity_totals(db: Database, where: PairingFilter) -> dict[str, int]:
+    query = where.apply(
+        select(PairingRow.celebrity_id, func.count(PairingRow.id)).group_by(PairingRow.celebrity_id)
+    )
+    with db.read() as session:
+        return {celebrity: int(n) for celebrity, n in session.execute(query)}
+
+
+def daily_counts(db: Database, where: PairingFilter) -> list[tuple[date, str, int]]:
+    """Pairings per UTC day and celebrity, oldest first.
+
+    Days are taken in Python from the stored times rather than by a SQL date
+    function, whose name and result type differ between SQLite and PostgreSQL;
+    only two small columns are read, streamed.
+    """
+    counts: Counter[tuple[date, str]] = Counter()
+    query = where.apply(select(PairingRow.created_at, PairingRow.celebrity_id))
+    with db.read() as session:
+        for created, celebrity in session.execute(query.execution_options(yield_per=5000)):
+            counts[(_utc(created).date(), celebrity)] += 1
+    return [(day, celebrity, n) for (day, celebrity), n in sorted(counts.items())]
+
+
+def score_bins(db: Database, where: PairingFilter, width: float) -> Counter[int]:
+    """How many pairings scored in each band ``[i * width, (i + 1) * width)``."""
+    bins: Counter[int] = Counter()
+    query = where.apply(select(PairingRow.score))
+    with db.read() as session:
+        for score in session.scalars(query.execution_options(yield_per=5000)):
+            bins[int(score // width)] += 1
+    return bins
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite hands times back without a zone; they were stored in UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+EXPORT_COLUMNS = (
+    "created_at",
+    "campaign",
+    "shopper_ref",
+    "celebrity_id",
+    "score",
+    "margin",
+    "source",
+    "batch_id",
+    "consent_version",
+    "model",
+    "index_version",
+)
+
+
+def export_rows(db: Database, where: PairingFilter) -> Iterator[list[str]]:
+    """Rows of the planner's CSV export, oldest first; shopper text is never part of it."""
+    query = where.apply(
+        select(PairingRow, CampaignRow.slug)
+        .join(CampaignRow, CampaignRow.id == PairingRow.campaign_id)
+        .order_by(PairingRow.created_at, PairingRow.id)
+    )
+    with db.read() as session:
+        for pairing, slug in session.execute(query.execution_options(yield_per=2000)):
+            yield [
+                _utc(pairing.created_at).isoformat(timespec="seconds"),
+                slug,
+                pairing.shopper_ref,
+                pairing.celebrity_id,
+                f"{pairing.score:.4f}",
+                f"{pairing.margin:.4f}",
+                pairing.source,
+                "" if pairing.batch_id is None else str(pairing.batch_id),
+                pairing.consent_version or "",
+                pairing.model_id,
+                pairing.index_version,
+            ]
+
+
+def write_csv(db: Database, where: PairingFilter, handle: IO[str]) -> int:
+    """Write the export to ``handle``; every cell escaped against spreadsheet formulas."""
+    writer = csv.writer(handle)
+    writer.writerow(EXPORT_COLUMNS)
+    written = 0
+    for row in export_rows(db, where):
+        writer.writerow([escape_cell(cell) for cell in row])
+        written += 1
+    return written

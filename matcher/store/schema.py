@@ -1,0 +1,95 @@
+"""Tables: campaigns, the pairings made for them, and the batches that brought pairings in.
+
+Shopper text lives in one nullable column, ``pairings.shopper_text``, filled
+only when the shopper consented and the campaign keeps text; every other
+column describes the pairing, not the shopper. Times are stored in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: SQLite only auto-increments an ``INTEGER PRIMARY KEY``; PostgreSQL gets 64 bits.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class CampaignRow(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    brand: Mapped[str] = mapped_column(String(200))
+    profiles_dir: Mapped[str] = mapped_column(String(1000))
+    #: The index version the campaign's matcher last served (set by the web).
+    index_version: Mapped[str | None] = mapped_column(String(64))
+    embed_origins: Mapped[list[str]] = mapped_column(JSON)
+    quick_picks: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    consent_text: Mapped[str] = mapped_column(Text)
+    consent_version: Mapped[str] = mapped_column(String(40))
+    retention_days: Mapped[int] = mapped_column(Integer)
+    store_text: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class BatchRow(Base):
+    """One stored batch: an API batch call or a planner's upload, kept whole or not at all."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    source: Mapped[str] = mapped_column(String(20))
+    filename: Mapped[str | None] = mapped_column(String(300))
+    pairings: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PairingRow(Base):
+    __tablename__ = "pairings"
+    __table_args__ = (Index("ix_pairings_campaign_created", "campaign_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    shopper_ref: Mapped[str] = mapped_column(String(200), index=True)
+    celebrity_id: Mapped[str] = mapped_column(String(100))
+    score: Mapped[float] = mapped_column(Float)
+    margin: Mapped[float] = mapped_column(Float)
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    model_id: Mapped[str] = mapped_column(String(300))
+    index_version: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(20))
+    batch_id: Mapped[int | None] = mapped_column(
+        ForeignKey("batches.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: The consent notice version the shopper agreed to; None when they did not consent.
+    consent_version: Mapped[str | None] = mapped_column(String(40))
+    #: Personal data: only with consent, and only where the campaign keeps text.
+    shopper_text: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,287 @@
+"""Commands over the database: ``db``, ``campaign``, ``privacy`` and ``pairings``.
+
+The database is ``--database`` or ``MATCHER_DATABASE_URL``, by default the
+SQLite file in the instance folder (``MATCHER_INSTANCE_DIR``, else
+``./instance``), the same one ``matcher serve`` uses. SQLAlchemy is imported
+inside the commands so that ``matcher --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import date
+from pathlib import Path
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from .errors import InputError
+
+if TYPE_CHECKING:
+    from .store import Campaign, Database
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def instance_dir() -> Path:
+    return Path(os.environ.get("MATCHER_INSTANCE_DIR") or "instance")
+
+
+def database_option(func: F) -> F:
+    return click.option(
+        "--database",
+        "database_url",
+        envvar="MATCHER_DATABASE_URL",
+        help="SQLAlchemy URL (sqlite:///FILE or postgresql://…). Env: MATCHER_DATABASE_URL. "
+        "Default: a SQLite file in the instance folder.",
+    )(func)
+
+
+def open_database(url: str | None) -> Database:
+    """Connect and bring the schema up to date (a no-op when it already is)."""
+    from .store import Database, default_database_url
+
+    database = Database(url or default_database_url(instance_dir()))
+    database.migrate()
+    return database
+
+
+@click.group("db")
+def db_group() -> None:
+    """The database: schema migrations."""
+
+
+@db_group.command("upgrade")
+@database_option
+@click.option(
+    "--profiles",
+    "profiles_dir",
+    default="profiles",
+    envvar="MATCHER_PROFILES",
+    show_default=True,
+    help="Roster of the default campaign, created if missing. Env: MATCHER_PROFILES.",
+)
+def db_upgrade(database_url: str | None, profiles_dir: str) -> None:
+    """Create or migrate the schema, and the default campaign."""
+    from .store import default_campaign_settings, ensure_campaign
+    from .store.migrate import current
+
+    database = open_database(database_url)
+    ensure_campaign(database, default_campaign_settings(profiles_dir))
+    click.echo(f"{database.describe()}: schema at revision {current(database)}")
+
+
+# -- campaigns ------------------------------------------------------------------------
+
+
+def campaign_options(func: F) -> F:
+    options = [
+        click.option("--name", help="Name planners see."),
+        click.option("--brand", help="The brand running it."),
+        click.option(
+            "--profiles", "profiles_dir", help="Its roster folder (each campaign has its own)."
+        ),
+        click.option(
+            "--origin",
+            "origins",
+            multiple=True,
+            help="A microsite origin allowed to embed it (repeat the option).",
+        ),
+        click.option("--consent-text", help="The consent notice shoppers agree to."),
+        click.option(
+            "--consent-version", help="Version of that notice, recorded with each consent."
+        ),
+        click.option(
+            "--retention-days", type=int, help="Days pairings are kept before `privacy purge`."
+        ),
+        click.option(
+            "--store-text/--no-store-text",
+            default=None,
+            help="Whether a consenting shopper's text is stored at all.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _changes(options: dict[str, Any]) -> dict[str, Any]:
+    renamed = {"origins": "embed_origins"}
+    return {
+        renamed.get(key, key): list(value) if isinstance(value, tuple) else value
+        for key, value in options.items()
+        if value is not None and value != ()
+    }
+
+
+def _describe(campaign: Campaign) -> dict[str, Any]:
+    return json.loads(campaign.model_dump_json())  # type: ignore[no-any-return]
+
+
+@click.group("campaign")
+def campaign_group() -> None:
+    """Campaigns: each has its own roster, embed origins, consent notice and retention."""
+
+
+@campaign_group.command("list")
+@database_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per campaign.")
+def campaign_list(database_url: str | None, as_json: bool) -> None:
+    from .store import list_campaigns
+
+    for campaign in list_campaigns(open_database(database_url)):
+        if as_json:
+            click.echo(json.dumps(_describe(campaign), ensure_ascii=False))
+        else:
+            keeps = "keeps text with consent" if campaign.store_text else "keeps no text"
+            click.echo(
+                f"{campaign.slug}\t{campaign.name} ({campaign.brand})\t{campaign.profiles_dir}\t"
+                f"{campaign.retention_days} days, {keeps}"
+            )
+
+
+@campaign_group.command("add")
+@database_option
+@campaign_options
+@click.argument("slug")
+def campaign_add(database_url: str | None, slug: str, **options: Any) -> None:
+    """Create campaign SLUG (served at /c/SLUG/ and with "campaign": "SLUG" in the API)."""
+    from .store import check_settings, create_campaign
+
+    values = _changes(options)
+    flags = {"name": "--name", "brand": "--brand", "profiles_dir": "--profiles"}
+    missing = [flag for key, flag in flags.items() if key not in values]
+    if missing:
+        raise click.UsageError(f"a new campaign needs {', '.join(missing)}")
+    database = open_database(database_url)
+    campaign = create_campaign(database, check_settings({"slug": slug, **values}))
+    click.echo(f"created campaign {campaign.slug}")
+
+
+@campaign_group.command("set")
+@database_option
+@campaign_options
+@click.argument("slug")
+def campaign_set(database_url: str | None, slug: str, **options: Any) -> None:
+    """Change settings of campaign SLUG."""
+    from .store import update_campaign
+
+    values = _changes(options)
+    if not values:
+        raise click.UsageError("name at least one setting to change")
+    campaign = update_campaign(open_database(database_url), slug, values)
+    click.echo(json.dumps(_describe(campaign), ensure_ascii=False, indent=2))
+
+
+# -- privacy --------------------------------------------------------------------------
+
+
+@click.group("privacy")
+def privacy_group() -> None:
+    """Shoppers' data: export, delete, and purge what is past its retention period."""
+
+
+@privacy_group.command("export")
+@database_option
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write here.")
+@click.argument("shopper_ref")
+def privacy_export(database_url: str | None, shopper_ref: str, output: Path | None) -> None:
+    """Everything held on SHOPPER_REF, as JSON."""
+    from .store.privacy import export_shopper
+
+    document = export_shopper(open_database(database_url), shopper_ref)
+    text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {len(document['pairings'])} pairing(s) to {output}", err=True)
+
+
+@privacy_group.command("delete")
+@database_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.argument("shopper_ref")
+def privacy_delete(database_url: str | None, shopper_ref: str, yes: bool) -> None:
+    """Delete SHOPPER_REF's text and pairings, leaving no trace in the database files."""
+    from .store.privacy import delete_shopper
+
+    if not yes:
+        click.confirm(f"Delete everything held on {shopper_ref}?", abort=True)
+    deleted = delete_shopper(open_database(database_url), shopper_ref)
+    click.echo(f"deleted {deleted.pairings} pairing(s) of {shopper_ref}; {deleted.scrub.detail}")
+    if not deleted.scrub.complete:
+        sys.exit(4)
+
+
+@privacy_group.command("purge")
+@database_option
+@click.option("--dry-run", is_flag=True, help="Count what would go, delete nothing.")
+def privacy_purge(database_url: str | None, dry_run: bool) -> None:
+    """Delete pairings older than their campaign's retention period (safe to run from cron)."""
+    from .store.privacy import purge_expired
+
+    purged = purge_expired(open_database(database_url), dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    for slug, count in purged.per_campaign.items():
+        click.echo(f"{slug}: {verb} {count} pairing(s)")
+    if purged.scrub is not None:
+        click.echo(purged.scrub.detail)
+        if not purged.scrub.complete:
+            sys.exit(4)
+
+
+# -- reports --------------------------------------------------------------------------
+
+
+@click.group("pairings")
+def pairings_group() -> None:
+    """Stored pairings, for reporting."""
+
+
+def _day(value: str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a date like 2026-11-25", param_hint=name
+        ) from None
+
+
+@pairings_group.command("export")
+@database_option
+@click.option("--campaign", "slug", help="Only this campaign.")
+@click.option("--since", help="From this day (UTC), e.g. 2026-11-01.")
+@click.option("--until", help="Up to and including this day (UTC).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write here.")
+def pairings_export(
+    database_url: str | None,
+    slug: str | None,
+    since: str | None,
+    until: str | None,
+    output: Path | None,
+) -> None:
+    """Pairings as CSV (no shopper text), oldest first."""
+    from .store import PairingFilter, get_campaign
+    from .store.pairings import write_csv
+
+    start, end = _day(since, "--since"), _day(until, "--until")
+    if start and end and start > end:
+        raise InputError("--since is after --until")
+    database = open_database(database_url)
+    campaign_id = get_campaign(database, slug).id if slug else None
+    where = PairingFilter(campaign_id, start, end)
+    if output is None:
+        write_csv(database, where, sys.stdout)
+        return
+    with output.open("w", encoding="utf-8", newline="") as handle:
+        count = write_csv(database, where, handle)
+    click.echo(f"wrote {count} pairing(s) to {output}", err=True)
+
+
+COMMANDS = (db_group, campaign_group, privacy_group, pairings_group)
