@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from matcher.embedding import DEFAULT_MODEL, Encoder, load_encoder
 from matcher.index import build_index
 from matcher.matching import Matcher, load_matcher
 from matcher.profiles import load_profiles
+from matcher.store import Database
 
 from .fakes import HashingEncoder
 
@@ -101,3 +103,59 @@ def sample_matcher(real_encoder: Encoder, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
+
+
+# -- databases ------------------------------------------------------------------------
+#
+# Database tests run on SQLite and, when MATCHER_TEST_POSTGRES_URL names a server
+# (scripts/test starts one), on PostgreSQL too: each test in a schema of its own.
+
+POSTGRES_URL = os.environ.get("MATCHER_TEST_POSTGRES_URL")
+DATABASES = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
+
+
+def pytest_report_header() -> str:
+    if POSTGRES_URL:
+        return "databases: SQLite and PostgreSQL"
+    return "databases: SQLite only (set MATCHER_TEST_POSTGRES_URL, as scripts/test does)"
+
+
+def postgres_schema_url(base: str, schema: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(base)
+    return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False
+    )
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a PostgreSQL schema dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'matcher.db'}"
+        return
+    import secrets
+
+    from sqlalchemy import create_engine
+
+    assert POSTGRES_URL is not None
+    schema = f"test_{secrets.token_hex(6)}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    try:
+        yield postgres_schema_url(POSTGRES_URL, schema)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    """A migrated database (see ``database_url``)."""
+    db = Database(database_url)
+    db.migrate()
+    yield db
+    db.dispose()

@@ -17,7 +17,8 @@ from werkzeug.test import TestResponse
 
 from matcher.matching import DEFAULT_TOP_K, Match, Matcher
 from matcher.text import MAX_TEXT_CHARS
-from web import create_app
+from matcher.store import update_campaign
+from web import campaigns, create_app
 from web.openapi import LANGS, MAX_BATCH, MAX_BODY_BYTES, MAX_REF_CHARS, NOT_BLANK
 
 LISTED = "https://shop.example"
@@ -87,10 +88,14 @@ def records(matches: list[Match]) -> list[dict[str, Any]]:
 def test_match_returns_the_core_ranking(client: FlaskClient, sample_matcher: Matcher) -> None:
     response = client.post("/api/v1/match", json={"text": TEXT, "top_k": 2})
     assert response.status_code == 200
-    assert response.get_json() == {
+    body = response.get_json()
+    assert body["shopper_ref"].startswith("s-")
+    assert body == {
         "matches": expected_records(sample_matcher, TEXT, 2),
-        "shopper_ref": None,
+        "shopper_ref": body["shopper_ref"],
         "model": sample_matcher.index.model_id,
+        "campaign": "default",
+        "text_stored": False,
     }
 
 
@@ -126,7 +131,7 @@ def test_surrounding_whitespace_is_ignored(client: FlaskClient, sample_matcher: 
     assert response.get_json()["matches"] == expected_records(sample_matcher, TEXT, DEFAULT_TOP_K)
 
 
-def test_options_are_accepted_and_only_the_reference_comes_back(
+def test_options_are_accepted_and_the_reference_comes_back(
     client: FlaskClient, sample_matcher: Matcher
 ) -> None:
     body = {"text": TEXT, "top_k": 1, "lang": "zh", "consent": True, "shopper_ref": "order-42"}
@@ -136,6 +141,9 @@ def test_options_are_accepted_and_only_the_reference_comes_back(
         "matches": expected_records(sample_matcher, TEXT, 1),
         "shopper_ref": "order-42",
         "model": sample_matcher.index.model_id,
+        "campaign": "default",
+        # The default campaign keeps a consenting shopper's text.
+        "text_stored": True,
     }
 
 
@@ -329,13 +337,19 @@ def test_batch_pairs_every_text_in_order(client: FlaskClient, sample_matcher: Ma
     # One encoder batch, as the API runs it: padding may move the last float bits.
     first, second = sample_matcher.match_many([TEXT, OTHER_TEXT], 2)
     assert response.status_code == 200
-    assert response.get_json() == {
+    body = response.get_json()
+    made = body["results"][1]["shopper_ref"]
+    assert made.startswith("s-")
+    assert body == {
         "results": [
             {"shopper_ref": "a", "matches": records(first)},
-            {"shopper_ref": None, "matches": records(second)},
+            {"shopper_ref": made, "matches": records(second)},
         ],
         "model": sample_matcher.index.model_id,
+        "campaign": "default",
+        "batch_id": body["batch_id"],
     }
+    assert isinstance(body["batch_id"], int)
 
 
 def test_batch_gives_bad_texts_an_error_and_pairs_the_rest(
@@ -533,7 +547,8 @@ def test_origins_saved_by_a_planner_are_honoured(sample_matcher: Matcher, tmp_pa
     )
     client = app.test_client()
     assert cors_headers(client.get("/api/v1/celebrities", headers={"Origin": UNLISTED})) == {}
-    app.extensions["matcher.settings_store"].save({"embed_origins": [UNLISTED]})
+    update_campaign(app.extensions["matcher.db"], "default", {"embed_origins": [UNLISTED]})
+    campaigns.forget(app, "default")
     response = client.get("/api/v1/celebrities", headers={"Origin": UNLISTED})
     assert response.headers["Access-Control-Allow-Origin"] == UNLISTED
 

@@ -2,8 +2,11 @@
 
 One blueprint per area: ``shopper`` (the form at ``/``), ``embed`` (the same
 flow for an iframe), ``api`` (JSON at ``/api/v1``) and ``planner`` (behind a
-login). The core is loaded once per process and kept in
-``app.extensions["matcher"]``; views parse input, call the core and render.
+login). The shopper and embed blueprints are mounted a second time under
+``/c/<campaign>/`` for the instance's other campaigns (``campaigns.py``).
+The default campaign's matcher is loaded once per process and kept in
+``app.extensions["matcher"]``; the database in ``app.extensions["matcher.db"]``.
+Views parse input, call the core and render.
 Flask is imported inside the factory so that ``matcher --help`` can list
 ``serve`` without loading it.
 """
@@ -16,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .settings import DEFAULT_QUICK_PICKS, SettingsStore, defaults, instance_secret, parse_origins
+from .settings import defaults, instance_secret, parse_origins
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -40,26 +43,44 @@ def create_app(config: Mapping[str, Any] | None = None, *, matcher: Matcher | No
     """
     from flask import Flask
 
-    instance = (config or {}).get("INSTANCE_PATH") or os.environ.get("MATCHER_INSTANCE_DIR")
-    app = Flask(__name__, instance_path=str(Path(instance).resolve()) if instance else None)
+    # The same default as the CLI's, so `matcher privacy` finds the server's database.
+    instance = (
+        (config or {}).get("INSTANCE_PATH") or os.environ.get("MATCHER_INSTANCE_DIR") or "instance"
+    )
+    app = Flask(__name__, instance_path=str(Path(instance).resolve()))
     app.config.from_mapping(defaults())
     if config:
         app.config.from_mapping(config)
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = instance_secret(app.instance_path)
-    env_origins = parse_origins(app.config["MATCHER_EMBED_ORIGINS"])
-    store = SettingsStore(Path(app.instance_path) / "settings.json")
+    parse_origins(app.config["MATCHER_EMBED_ORIGINS"])  # a bad setting fails at start
+
+    from matcher.store import (
+        Database,
+        default_campaign_settings,
+        default_database_url,
+        ensure_campaign,
+        update_campaign,
+    )
+
+    from .campaigns import DB_KEY, campaign_settings, current_campaign
+
+    database = Database(
+        app.config["MATCHER_DATABASE_URL"] or default_database_url(app.instance_path)
+    )
+    database.migrate()
+    profiles = str(app.config["MATCHER_PROFILES"])
+    default = ensure_campaign(database, default_campaign_settings(profiles))
+    if default.profiles_dir != profiles:
+        # The default campaign follows the roster the server was started on.
+        update_campaign(database, default.slug, {"profiles_dir": profiles})
+    app.extensions[DB_KEY] = database
 
     def current_settings() -> dict[str, Any]:
-        """Planner settings, with the operator's environment taking precedence."""
-        saved = store.load()
-        return {
-            "embed_origins": env_origins or parse_origins(saved.get("embed_origins")),
-            "quick_picks": saved.get("quick_picks") or DEFAULT_QUICK_PICKS,
-        }
+        """The request's campaign's embed origins and quick picks."""
+        return campaign_settings(current_campaign())
 
     app.extensions["matcher.settings"] = current_settings
-    app.extensions["matcher.settings_store"] = store
 
     # Watch the roster folder only for a matcher built from it here; a matcher
     # handed in (tests, embedding apps) is the caller's to manage.
@@ -79,6 +100,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, matcher: Matcher | No
         start_watching(app)
 
     from . import api, embed, planner, shopper
+    from .campaigns import register_campaign_urls
     from .errors import register_error_handlers
     from .i18n import register_i18n
     from .security import register_security
@@ -86,8 +108,11 @@ def create_app(config: Mapping[str, Any] | None = None, *, matcher: Matcher | No
     register_error_handlers(app)
     register_security(app)
     register_i18n(app)
+    register_campaign_urls(app)
     app.register_blueprint(shopper.bp)
     app.register_blueprint(embed.bp)
+    app.register_blueprint(shopper.bp, name="campaign_shopper", url_prefix="/c/<campaign>")
+    app.register_blueprint(embed.bp, name="campaign_embed", url_prefix="/c/<campaign>")
     app.register_blueprint(api.bp)
     app.register_blueprint(planner.bp)
     if not app.config["MATCHER_PLANNER_PASSWORD"]:

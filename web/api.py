@@ -10,26 +10,28 @@ neither read the answers nor send JSON here. Shopper texts are never logged.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from matcher.errors import InputError
 from matcher.matching import DEFAULT_TOP_K, Match
+from matcher.store import DEFAULT_SLUG, NewPairing
+from matcher.store.campaigns import SLUG_PATTERN
 from matcher.text import validate_text
 
+from .campaigns import all_origins, current_campaign, current_matcher, store
 from .errors import ApiError, error_body
 from .openapi import LANGS, MAX_BATCH, MAX_BODY_BYTES, MAX_REF_CHARS, openapi_document
-from .pairing import current_matcher
-from .security import embed_origins
 
 PREFIX = "/api/v1"
 bp = Blueprint("api", __name__, url_prefix=PREFIX)
 
-MATCH_FIELDS = frozenset({"text", "top_k", "lang", "consent", "shopper_ref"})
-BATCH_FIELDS = frozenset({"items", "top_k"})
-ITEM_FIELDS = frozenset({"text", "shopper_ref"})
+MATCH_FIELDS = frozenset({"text", "top_k", "lang", "consent", "shopper_ref", "campaign"})
+BATCH_FIELDS = frozenset({"items", "top_k", "campaign"})
+ITEM_FIELDS = frozenset({"text", "shopper_ref", "consent"})
 
 
 @bp.before_request
@@ -53,7 +55,7 @@ def cors(response: Response) -> Response:
     # The answer differs by Origin, so a shared cache must key on it.
     response.vary.add("Origin")
     origin = request.headers.get("Origin")
-    if origin and origin in embed_origins():
+    if origin and origin in all_origins():
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = "Content-Type"
@@ -161,9 +163,22 @@ def check_lang(body: Mapping[str, Any]) -> None:
         bad("invalid_lang", f"lang must be one of {', '.join(LANGS)}, or left out.", "lang")
 
 
-def check_consent(body: Mapping[str, Any]) -> None:
-    if "consent" in body and not isinstance(body["consent"], bool):
-        bad("invalid_consent", "consent must be true or false, or left out.", "consent")
+def consent(body: Mapping[str, Any], prefix: str = "") -> bool:
+    value = body.get("consent", False)
+    if not isinstance(value, bool):
+        bad("invalid_consent", "consent must be true or false, or left out.", f"{prefix}consent")
+    return value
+
+
+def choose_campaign(value: object = DEFAULT_SLUG) -> None:
+    """Point this request at a campaign (checked to exist by the first use of it)."""
+    if not isinstance(value, str) or not re.fullmatch(SLUG_PATTERN, value):
+        bad(
+            "invalid_campaign",
+            "campaign must be a campaign's name: lower-case letters, digits and dashes.",
+            "campaign",
+        )
+    g.campaign_slug = value
 
 
 def match_record(match: Match) -> dict[str, Any]:
@@ -184,22 +199,30 @@ def match() -> Response:
     """Pair one shopper text; see the OpenAPI document for the fields."""
     body = json_body()
     check_fields(body, MATCH_FIELDS)
+    choose_campaign(body.get("campaign", DEFAULT_SLUG))
+    campaign = current_campaign()
     try:
         text = shopper_text(body.get("text"))
     except InputError as exc:
         bad("invalid_text", f"{exc}.", "text")
     k = top_k(body)
-    # lang and consent change nothing here (both names come back; nothing is
-    # kept), but a caller that sends them wrong should hear about it.
+    # lang changes nothing here (both names come back), but a caller that
+    # sends it wrong should hear about it.
     check_lang(body)
-    check_consent(body)
+    agreed = consent(body)
     shopper_ref = optional_ref(body)
     matcher = current_matcher()
+    matches = matcher.match(text, k)
+    stored = store(
+        campaign, matcher, [NewPairing(matches[0], text, agreed, shopper_ref)], source="api"
+    )
     return jsonify(
         {
-            "matches": [match_record(m) for m in matcher.match(text, k)],
-            "shopper_ref": shopper_ref,
+            "matches": [match_record(m) for m in matches],
+            "shopper_ref": stored.refs[0],
             "model": matcher.index.model_id,
+            "campaign": campaign.slug,
+            "text_stored": stored.texts_kept > 0,
         }
     )
 
@@ -213,6 +236,8 @@ def match_batch() -> Response:
     """
     body = json_body()
     check_fields(body, BATCH_FIELDS)
+    choose_campaign(body.get("campaign", DEFAULT_SLUG))
+    campaign = current_campaign()
     items = body.get("items")
     if not isinstance(items, list) or not items:
         bad(
@@ -226,6 +251,7 @@ def match_batch() -> Response:
         )
     k = top_k(body)
     refs: list[str | None] = []
+    consents: list[bool] = []
     checked: list[str | InputError] = []
     for position, item in enumerate(items):
         where = f"items[{position}]"
@@ -235,26 +261,57 @@ def match_batch() -> Response:
         if not isinstance(item.get("text"), str):
             bad("invalid_text", f"{where}.text is required and must be a string.", f"{where}.text")
         refs.append(optional_ref(item, f"{where}."))
+        consents.append(consent(item, f"{where}."))
         try:
             checked.append(shopper_text(item["text"]))
         except InputError as exc:
             checked.append(exc)
     matcher = current_matcher()
-    valid = [text for text in checked if isinstance(text, str)]
-    paired = iter(matcher.match_many(valid, k))
+    valid = [
+        (text, ref, agreed)
+        for text, ref, agreed in zip(checked, refs, consents, strict=True)
+        if isinstance(text, str)
+    ]
+    paired = matcher.match_many([text for text, _, _ in valid], k)
+    # Stored in one transaction: the whole call, or (on an error) none of it.
+    stored = (
+        store(
+            campaign,
+            matcher,
+            [
+                NewPairing(matches[0], text, agreed, ref)
+                for (text, ref, agreed), matches in zip(valid, paired, strict=True)
+            ],
+            source="api",
+            batch=True,
+        )
+        if valid
+        else None
+    )
+    made_refs = iter(stored.refs if stored else [])
+    answers = iter(paired)
     results: list[dict[str, Any]] = []
     for position, (ref, text) in enumerate(zip(refs, checked, strict=True)):
         if isinstance(text, InputError):
             error = error_body(400, "invalid_text", f"{text}.", f"items[{position}].text")
             results.append({"shopper_ref": ref, **error})
         else:
-            results.append({"shopper_ref": ref, "matches": [match_record(m) for m in next(paired)]})
-    return jsonify({"results": results, "model": matcher.index.model_id})
+            matches = [match_record(m) for m in next(answers)]
+            results.append({"shopper_ref": next(made_refs), "matches": matches})
+    return jsonify(
+        {
+            "results": results,
+            "model": matcher.index.model_id,
+            "campaign": campaign.slug,
+            "batch_id": stored.batch_id if stored else None,
+        }
+    )
 
 
 @bp.get("/celebrities")
 def celebrities() -> Response:
     """The active roster, for building a picker or a results page."""
+    choose_campaign(request.args.get("campaign", DEFAULT_SLUG))
     matcher = current_matcher()
     return jsonify(
         {

@@ -19,4 +19,4 @@ bp = Blueprint("embed", __name__)
 @bp.route("/embed", methods=["GET", "POST"])
 def form() -> tuple[str, int]:
     allow_embedding()
-    return handle("embed/page.html")
+    return handle("embed/page.html", "embed")

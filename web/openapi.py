@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from matcher.matching import DEFAULT_TOP_K
+from matcher.store.campaigns import DEFAULT_SLUG, SLUG_PATTERN
 
 #: Texts per ``/match/batch`` call: about a second of encoding, a page of results.
 MAX_BATCH = 100
@@ -39,7 +40,9 @@ def _errors(*statuses: int) -> dict[str, Any]:
     descriptions = {
         400: "The body breaks a rule of the request schema; `field` names the culprit.",
         413: f"The body is larger than {MAX_BODY_BYTES} bytes.",
+        404: "There is no campaign of that name (`field` is `campaign`).",
         415: "The body is not sent as `application/json`.",
+        503: "The campaign's roster cannot be loaded right now.",
         500: "A fault on the server; the message says nothing about the code.",
     }
     return {
@@ -53,12 +56,29 @@ def _components(max_chars: int) -> dict[str, Any]:
         "type": "string",
         "minLength": 1,
         "maxLength": MAX_REF_CHARS,
-        "description": "The caller's reference for this shopper, echoed back; never stored.",
+        "description": (
+            "The microsite's reference for this shopper, stored with the pairing so the"
+            " shopper can later ask for their data or its deletion. Left out, one is made."
+        ),
     }
     echoed_ref = {
         "type": "string",
-        "nullable": True,
-        "description": "The `shopper_ref` sent, or null.",
+        "description": "The `shopper_ref` sent, or the one made for this shopper.",
+    }
+    campaign = {
+        "type": "string",
+        "pattern": SLUG_PATTERN,
+        "default": DEFAULT_SLUG,
+        "description": "The campaign (its roster, consent notice and retention) to pair for.",
+    }
+    consent = {
+        "type": "boolean",
+        "default": False,
+        "description": (
+            "Whether the shopper agreed to the campaign's consent notice. The pairing is"
+            " stored either way; the text only with consent, and only if the campaign"
+            " keeps texts. Texts are never logged."
+        ),
     }
     top_k = {
         "type": "integer",
@@ -168,24 +188,24 @@ def _components(max_chars: int) -> dict[str, Any]:
                         " of the text."
                     ),
                 },
-                "consent": {
-                    "type": "boolean",
-                    "description": (
-                        "Whether the shopper agreed that the campaign may keep the text."
-                        " The API keeps nothing either way: texts are neither stored nor logged."
-                    ),
-                },
+                "consent": consent,
                 "shopper_ref": shopper_ref,
+                "campaign": campaign,
             },
         },
         "MatchResponse": {
             "type": "object",
-            "required": ["matches", "shopper_ref", "model"],
+            "required": ["matches", "shopper_ref", "model", "campaign", "text_stored"],
             "additionalProperties": False,
             "properties": {
                 "matches": {"type": "array", "items": _ref("Match"), "description": "Best first."},
                 "shopper_ref": echoed_ref,
                 "model": {"type": "string", "description": "The encoder that read the text."},
+                "campaign": {"type": "string", "description": "The campaign paired for."},
+                "text_stored": {
+                    "type": "boolean",
+                    "description": "Whether the shopper's text was kept with the pairing.",
+                },
             },
         },
         "BatchRequest": {
@@ -210,15 +230,17 @@ def _components(max_chars: int) -> dict[str, Any]:
                                 ),
                             },
                             "shopper_ref": shopper_ref,
+                            "consent": consent,
                         },
                     },
                 },
                 "top_k": top_k,
+                "campaign": campaign,
             },
         },
         "BatchResponse": {
             "type": "object",
-            "required": ["results", "model"],
+            "required": ["results", "model", "campaign", "batch_id"],
             "additionalProperties": False,
             "properties": {
                 "results": {
@@ -227,6 +249,15 @@ def _components(max_chars: int) -> dict[str, Any]:
                     "items": {"oneOf": [_ref("BatchMatched"), _ref("BatchFailed")]},
                 },
                 "model": {"type": "string", "description": "The encoder that read the texts."},
+                "campaign": {"type": "string", "description": "The campaign paired for."},
+                "batch_id": {
+                    "type": "integer",
+                    "nullable": True,
+                    "description": (
+                        "The stored batch: every paired item of the call was stored in one"
+                        " transaction. Null when no item could be paired."
+                    ),
+                },
             },
         },
         "BatchMatched": {
@@ -242,7 +273,10 @@ def _components(max_chars: int) -> dict[str, Any]:
             "type": "object",
             "required": ["shopper_ref", "error"],
             "additionalProperties": False,
-            "properties": {"shopper_ref": echoed_ref, "error": _ref("ErrorDetail")},
+            "properties": {
+                "shopper_ref": {**echoed_ref, "nullable": True, "description": "As sent, or null."},
+                "error": _ref("ErrorDetail"),
+            },
         },
         "Celebrity": {
             "type": "object",
@@ -279,7 +313,7 @@ def _components(max_chars: int) -> dict[str, Any]:
 
 def openapi_document(max_chars: int) -> dict[str, Any]:
     """The document for an API whose matcher takes texts of up to ``max_chars`` characters."""
-    body_errors = _errors(400, 413, 415, 500)
+    body_errors = _errors(400, 404, 413, 415, 500, 503)
     return {
         "openapi": "3.0.3",
         "info": {
@@ -325,12 +359,25 @@ def openapi_document(max_chars: int) -> dict[str, Any]:
                 "get": {
                     "operationId": "listCelebrities",
                     "summary": "The active roster",
+                    "parameters": [
+                        {
+                            "name": "campaign",
+                            "in": "query",
+                            "required": False,
+                            "schema": {
+                                "type": "string",
+                                "pattern": SLUG_PATTERN,
+                                "default": DEFAULT_SLUG,
+                            },
+                            "description": "The campaign whose roster to list.",
+                        }
+                    ],
                     "responses": {
                         "200": {
                             "description": "Celebrities in roster order",
                             **_json(_ref("Roster")),
                         },
-                        **_errors(500),
+                        **_errors(400, 404, 500, 503),
                     },
                 }
             },

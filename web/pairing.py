@@ -10,32 +10,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flask import current_app, render_template, request
+from flask import render_template, request
 from flask_babel import gettext
 
 from matcher.errors import InputError
-from matcher.matching import Match, Matcher
+from matcher.matching import Match
 from matcher.profiles import Profile
+from matcher.store import NewPairing
 from matcher.text import MAX_TEXT_CHARS
 
+from .campaigns import campaign_settings, current_campaign, current_matcher, store
 from .i18n import select_locale
-from .roster import refresh_if_changed
 from .security import check_form_post
 
 TOP_K = 3
+#: Longest shopper reference a microsite may pass to the form (``?ref=``).
+MAX_REF_CHARS = 200
 
-
-def current_matcher() -> Matcher:
-    """This worker's matcher, reloaded first if the roster folder changed on disk."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    refresh_if_changed(app)
-    matcher: Matcher = app.extensions["matcher"]
-    return matcher
+__all__ = ["current_matcher", "facet_label", "handle", "present"]
 
 
 def quick_picks() -> dict[str, list[str]]:
-    picks: dict[str, list[str]] = current_app.extensions["matcher.settings"]()["quick_picks"]
+    picks: dict[str, list[str]] = campaign_settings(current_campaign())["quick_picks"]
     return picks
+
+
+def given_ref() -> str | None:
+    """The shopper reference the microsite passed (``?ref=`` on the page, kept in the form)."""
+    ref = (request.values.get("ref") or "").strip()
+    return ref if 0 < len(ref) <= MAX_REF_CHARS else None
 
 
 def facet_label(facet: str) -> str:
@@ -84,10 +87,18 @@ def compose_text(text: str, picks: list[str]) -> str:
     return " ".join(part for part in (text.strip(), ", ".join(chosen)) if part)
 
 
-def handle(template: str) -> tuple[str, int]:
-    """GET shows the form; POST checks the form's origin and token, matches and shows the result."""
+def handle(template: str, source: str) -> tuple[str, int]:
+    """GET shows the form; POST checks the form's origin and token, matches and shows the result.
+
+    The pairing is stored before the result is shown; the text only with the
+    shopper's consent, where the campaign keeps text.
+    """
     lang = select_locale()
+    campaign = current_campaign()
     context: dict[str, Any] = {
+        "campaign": campaign,
+        "ref": given_ref(),
+        "stored": None,
         "text": "",
         "picked": [],
         "consent": False,
@@ -117,6 +128,9 @@ def handle(template: str) -> tuple[str, int]:
                 )
             )
         else:
+            consented = context["consent"]
+            pairing = NewPairing(matches[0], compose_text(text, picked), consented, context["ref"])
+            context["stored"] = store(campaign, matcher, [pairing], source=source)
             profiles = {p.id: p for p in matcher.index.profiles}
             context["result"] = [present(m, profiles[m.celebrity_id], lang) for m in matches]
     return render_template(template, **context), status

@@ -32,6 +32,8 @@ def defaults() -> dict[str, Any]:
         "MATCHER_PROFILES": env.get("MATCHER_PROFILES", "profiles"),
         "MATCHER_MODEL": env.get("MATCHER_MODEL", DEFAULT_MODEL),
         "MATCHER_INDEX_DIR": env.get("MATCHER_INDEX_DIR") or None,
+        # Default: a SQLite file in the instance folder.
+        "MATCHER_DATABASE_URL": env.get("MATCHER_DATABASE_URL") or None,
         "MATCHER_EMBED_ORIGINS": env.get("MATCHER_EMBED_ORIGINS"),
         "MATCHER_PLANNER_USER": env.get("MATCHER_PLANNER_USER", "planner"),
         "MATCHER_PLANNER_PASSWORD": env.get("MATCHER_PLANNER_PASSWORD") or None,

@@ -1,0 +1,241 @@
+"""Campaigns in the web layer: which campaign a request is for, its settings, its matcher.
+
+Pages of the default campaign live at ``/`` and ``/embed``; another
+campaign's at ``/c/<slug>/`` and ``/c/<slug>/embed``; the API takes
+``"campaign": "<slug>"`` in the body (or ``?campaign=`` on a GET); the
+planner area takes ``?campaign=``. Every worker caches a campaign's row for
+:data:`CAMPAIGN_TTL` seconds, so a planner's change reaches all workers within
+that time without a database read per request.
+
+The default campaign's roster is always the configured ``MATCHER_PROFILES``
+(held in ``app.extensions["matcher"]`` and watched by ``roster.py``). Other
+campaigns' matchers are loaded on first use with the same encoder, so one copy
+of the model weights serves every campaign, and are reloaded when their folder
+changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, current_app, g
+from flask_babel import gettext
+
+from matcher.errors import MatcherError
+from matcher.matching import Matcher, load_matcher
+from matcher.origins import parse_origins
+from matcher.store import (
+    DEFAULT_SLUG,
+    Campaign,
+    Database,
+    NewPairing,
+    Stored,
+    find_campaign,
+    index_version,
+    list_campaigns,
+    record_pairings,
+)
+from matcher.store.campaigns import note_index_version
+
+from .errors import ApiError
+from .roster import CHECK_INTERVAL, refresh_if_changed, roster_signature
+from .settings import DEFAULT_QUICK_PICKS
+
+log = logging.getLogger(__name__)
+
+#: Seconds a worker trusts its copy of a campaign's settings.
+CAMPAIGN_TTL = 2.0
+DB_KEY = "matcher.db"
+STATE_KEY = "matcher.campaigns"
+
+
+def database(app: Flask | None = None) -> Database:
+    db: Database = (app or current_app).extensions[DB_KEY]
+    return db
+
+
+@dataclass
+class Slot:
+    """A non-default campaign's matcher and what its roster folder looked like when loaded."""
+
+    folder: str
+    matcher: Matcher
+    signature: tuple[tuple[str, int, int], ...]
+    checked: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class CampaignState:
+    """Per-worker caches: campaign rows, other campaigns' matchers, versions noted."""
+
+    rows: dict[str, tuple[Campaign | None, float]] = field(default_factory=dict)
+    slots: dict[str, Slot] = field(default_factory=dict)
+    noted: dict[str, str] = field(default_factory=dict)
+    origins: tuple[list[str], float] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def state(app: Flask) -> CampaignState:
+    found: CampaignState = app.extensions.setdefault(STATE_KEY, CampaignState())
+    return found
+
+
+def forget(app: Flask, slug: str) -> None:
+    """Drop this worker's cached copy of a campaign (after a planner changed it)."""
+    state(app).rows.pop(slug, None)
+    state(app).origins = None
+
+
+def campaign_slug() -> str:
+    slug: str = g.get("campaign_slug") or DEFAULT_SLUG
+    return slug
+
+
+def lookup(slug: str) -> Campaign | None:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    cache = state(app).rows
+    hit = cache.get(slug)
+    now = time.monotonic()
+    if hit is not None and now - hit[1] < CAMPAIGN_TTL:
+        return hit[0]
+    campaign = find_campaign(database(app), slug)
+    cache[slug] = (campaign, now)
+    return campaign
+
+
+def current_campaign() -> Campaign:
+    """The campaign this request is for.
+
+    Raises:
+        ApiError: 404 when no campaign has that slug.
+    """
+    slug = campaign_slug()
+    campaign = lookup(slug)
+    if campaign is None:
+        raise ApiError(
+            404,
+            "unknown_campaign",
+            gettext("There is no campaign %(slug)s.", slug=slug),
+            "campaign",
+        )
+    return campaign
+
+
+def campaign_settings(campaign: Campaign) -> dict[str, Any]:
+    """Embed origins and quick picks; ``MATCHER_EMBED_ORIGINS`` wins for the default campaign."""
+    env_origins = parse_origins(current_app.config["MATCHER_EMBED_ORIGINS"])
+    origins = env_origins if env_origins and campaign.slug == DEFAULT_SLUG else None
+    return {
+        "embed_origins": origins or list(campaign.embed_origins),
+        "quick_picks": campaign.quick_picks or DEFAULT_QUICK_PICKS,
+    }
+
+
+def matcher_for(campaign: Campaign) -> Matcher:
+    """The campaign's matcher, loaded or reloaded if its roster folder changed.
+
+    Raises:
+        ApiError: 503 when a campaign's roster cannot be loaded (the problem is logged).
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if campaign.slug == DEFAULT_SLUG:
+        refresh_if_changed(app)
+        default: Matcher = app.extensions["matcher"]
+        return default
+    campaigns = state(app)
+    slot = campaigns.slots.get(campaign.slug)
+    now = time.monotonic()
+    if slot is not None and slot.folder == campaign.profiles_dir:
+        if now - slot.checked < CHECK_INTERVAL:
+            return slot.matcher
+        slot.checked = now
+        if roster_signature(slot.folder) == slot.signature:
+            return slot.matcher
+    with campaigns.lock:
+        try:
+            signature = roster_signature(campaign.profiles_dir)
+            base: Matcher = app.extensions["matcher"]
+            matcher, _ = load_matcher(campaign.profiles_dir, encoder=base.encoder)
+        except MatcherError as exc:
+            if slot is not None and slot.folder == campaign.profiles_dir:
+                log.warning(
+                    "campaign %s: roster changed but cannot be loaded: %s", campaign.slug, exc
+                )
+                slot.signature = roster_signature(slot.folder)
+                return slot.matcher
+            log.error("campaign %s: roster cannot be loaded: %s", campaign.slug, exc)
+            raise ApiError(
+                503,
+                "campaign_unavailable",
+                gettext("This campaign is not available right now."),
+            ) from None
+        campaigns.slots[campaign.slug] = Slot(campaign.profiles_dir, matcher, signature)
+    return matcher
+
+
+def current_matcher() -> Matcher:
+    return matcher_for(current_campaign())
+
+
+def store(
+    campaign: Campaign,
+    matcher: Matcher,
+    items: list[NewPairing],
+    *,
+    source: str,
+    batch: bool = False,
+    filename: str | None = None,
+) -> Stored:
+    """Store answered pairings before the answer goes out (nothing answered is lost)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    version = index_version(matcher.index)
+    db = database(app)
+    if state(app).noted.get(campaign.slug) != version:
+        note_index_version(db, campaign.slug, version)
+        state(app).noted[campaign.slug] = version
+    return record_pairings(
+        db,
+        campaign,
+        items,
+        model_id=matcher.index.model_id,
+        index_version=version,
+        source=source,
+        batch=batch,
+        filename=filename,
+    )
+
+
+def all_origins() -> list[str]:
+    """Every origin any campaign lists (the API's CORS allowance), cached like a campaign."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    cache = state(app)
+    now = time.monotonic()
+    if cache.origins is None or now - cache.origins[1] >= CAMPAIGN_TTL:
+        origins = set(parse_origins(app.config["MATCHER_EMBED_ORIGINS"]))
+        for campaign in list_campaigns(database(app)):
+            origins.update(campaign.embed_origins)
+        cache.origins = (sorted(origins), now)
+    return cache.origins[0]
+
+
+def register_campaign_urls(app: Flask) -> None:
+    """Take ``<campaign>`` out of page URLs into ``g``, and put it back when building URLs."""
+
+    @app.url_value_preprocessor
+    def pull(_endpoint: str | None, values: dict[str, Any] | None) -> None:
+        if values and "campaign" in values:
+            g.campaign_slug = values.pop("campaign")
+
+    @app.url_defaults
+    def push(endpoint: str, values: dict[str, Any]) -> None:
+        slug = g.get("campaign_slug")
+        if (
+            slug
+            and "campaign" not in values
+            and app.url_map.is_endpoint_expecting(endpoint, "campaign")
+        ):
+            values["campaign"] = slug
