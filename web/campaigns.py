@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,7 @@ from matcher.store import (
 from matcher.store.campaigns import note_index_version
 
 from .errors import ApiError
+from .jobs import StoreBatch
 from .roster import CHECK_INTERVAL, refresh_if_changed, roster_signature
 from .settings import DEFAULT_QUICK_PICKS
 
@@ -207,6 +209,30 @@ def store(
         batch=batch,
         filename=filename,
     )
+
+
+def batch_store(campaign: Campaign, matcher: Matcher) -> StoreBatch:
+    """A function that stores a planner's matched upload for ``campaign``, in one transaction.
+
+    Bound to this app now, because the upload is stored later from a background
+    thread, outside any request.
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    db = database(app)
+
+    def store_upload(items: Iterable[NewPairing], filename: str) -> Stored:
+        return record_pairings(
+            db,
+            campaign,
+            items,
+            model_id=matcher.index.model_id,
+            index_version=index_version(matcher.index),
+            source="upload",
+            batch=True,
+            filename=filename,
+        )
+
+    return store_upload
 
 
 def all_origins() -> list[str]:

@@ -56,6 +56,14 @@ cost of a dashboard view bounded, which keeping every record for its totals
 would not.
 The totals survive restarts for as long as the folder does.
 
+Storage: when the planner's view hands :meth:`JobRegistry.submit` a
+``store`` function, every matched row is also spooled (reference, celebrity,
+score, reasons; never the text) to ``.<id>.store.jsonl.part``, and once the
+whole file is matched the spool is passed to ``store``, which writes the
+batch to the database in one transaction: the batch is stored whole or not at
+all, and the record says which (``stored`` and ``batch_id``, or the job fails
+saying nothing was stored). The spool is deleted either way.
+
 Shopper text is never written to a record or a log: bad rows are kept as line
 and reason (the core's reasons never quote a row) and an unexpected error is
 logged by type and stack frames, without its message.
@@ -76,7 +84,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -85,7 +93,20 @@ from typing import IO, Any
 
 from matcher.batch import BadRow, CsvPairingWriter, count_lines, match_rows, read_shoppers
 from matcher.errors import MatcherError
-from matcher.matching import Match, Matcher
+from matcher.matching import Match, Matcher, Reason
+from matcher.store import NewPairing, Stored
+
+#: Stores a matched batch in one transaction: ``store(pairings, filename)``.
+StoreBatch = Callable[[Iterable[NewPairing], str], Stored]
+
+
+#: The longest shopper id stored as given (the database column's size).
+MAX_REF_CHARS = 200
+
+
+class NotStored(MatcherError):
+    """The database refused the batch; nothing of it was stored."""
+
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +189,10 @@ def _float(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"expected a number, got {type(value).__name__}")
     return float(value)
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else _int(value)
 
 
 def _str(value: Any) -> str:
@@ -254,6 +279,9 @@ class JobRecord:
     abandoned: bool = False
     #: Top-1 totals, for done jobs only.
     totals: PairingTotals | None = None
+    #: Pairings stored in the database (done jobs that were stored), and their batch.
+    stored: int | None = None
+    batch_id: int | None = None
 
     @property
     def output_name(self) -> str:
@@ -280,6 +308,8 @@ class JobRecord:
             "downloaded": self.downloaded,
             "abandoned": self.abandoned,
             "totals": None if self.totals is None else self.totals.to_json(),
+            "stored": self.stored,
+            "batch_id": self.batch_id,
         }
 
     @classmethod
@@ -313,6 +343,8 @@ class JobRecord:
             downloaded=data["downloaded"] is True,
             abandoned=data["abandoned"] is True,
             totals=None if totals is None else PairingTotals.from_json(totals),
+            stored=_optional_int(data.get("stored")),
+            batch_id=_optional_int(data.get("batch_id")),
         )
 
 
@@ -336,6 +368,8 @@ class JobView:
     finished_at: float | None = None
     #: Failed because the worker running it stopped (a restart, a crash).
     stale: bool = False
+    stored: int | None = None
+    batch_id: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -377,6 +411,9 @@ class Job:
     bad_lines: list[BadLine] = field(default_factory=list)
     error: str | None = None
     totals: PairingTotals = field(default_factory=PairingTotals)
+    store: StoreBatch | None = field(default=None, repr=False)
+    stored: int | None = None
+    batch_id: int | None = None
     #: ``time.monotonic()`` of the last save, for the save throttle.
     saved_at: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -385,6 +422,11 @@ class Job:
     def part_path(self) -> Path:
         """Where the pairings are written until the batch ends (then renamed)."""
         return self.output_path.with_name(f".{self.output_path.name}.part")
+
+    @property
+    def spool_path(self) -> Path:
+        """Where matched rows wait, without their text, to be stored in one transaction."""
+        return self.output_path.with_name(f".{self.id}.store.jsonl.part")
 
     def record(self) -> JobRecord:
         with self.lock:
@@ -404,7 +446,34 @@ class Job:
                 host=self.host,
                 pid=self.pid,
                 totals=self.totals.copy() if self.status is Status.DONE else None,
+                stored=self.stored,
+                batch_id=self.batch_id,
             )
+
+
+def _spooled(shopper_id: str, best: Match) -> str:
+    reasons = [[r.facet, r.score, r.quote] for r in best.reasons]
+    record = [shopper_id, best.celebrity_id, best.score, best.margin, reasons]
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def _unspooled(path: Path) -> Iterator[NewPairing]:
+    """The spooled rows as pairings to store; the shoppers gave no consent, so no text."""
+    with open(path, encoding="utf-8") as spool:
+        for line in spool:
+            ref, celebrity_id, score, margin, reasons = json.loads(line)
+            best = Match(
+                celebrity_id,
+                "",
+                "",
+                score,
+                margin,
+                1,
+                tuple(Reason(facet, r_score, quote) for facet, r_score, quote in reasons),
+            )
+            # A reference too long to keep gets a generated one, rather than sinking the batch.
+            ref = ref if len(ref) <= MAX_REF_CHARS else None
+            yield NewPairing(best, "", consented=False, shopper_ref=ref)
 
 
 def _job_of(name: str) -> str | None:
@@ -552,11 +621,13 @@ class JobRegistry:
         k: int,
         id_column: str = "id",
         text_column: str = "text",
+        store: StoreBatch | None = None,
     ) -> Job:
         """Start matching ``input_path`` (already saved and checked) in the background.
 
         The record is written before this returns, so the job page finds it
-        whichever worker answers the redirect.
+        whichever worker answers the redirect. With ``store``, the matched
+        batch is also stored in the database, whole or not at all.
         """
         job = Job(
             self._checked(job_id),
@@ -567,6 +638,7 @@ class JobRegistry:
             id_column,
             text_column,
             host=self.host,
+            store=store,
         )
         self._save(job, force=True)
         thread = threading.Thread(
@@ -616,9 +688,12 @@ class JobRegistry:
             text_column=job.text_column,
             max_chars=matcher.max_chars,
         )
-        part = job.part_path
+        part, spool_path = job.part_path, job.spool_path
         try:
-            with open(part, "w", encoding="utf-8", newline="") as handle:
+            with (
+                open(part, "w", encoding="utf-8", newline="") as handle,
+                open(spool_path, "w", encoding="utf-8") as spool,
+            ):
                 writer = CsvPairingWriter(handle, job.k)
                 for item in match_rows(matcher, rows, k=job.k):
                     with job.lock:
@@ -629,14 +704,34 @@ class JobRegistry:
                             job.lines_done = item.line
                         else:
                             writer.write(item)
+                            if job.store is not None:
+                                spool.write(_spooled(item.row.id, item.matches[0]))
                             job.totals.add(item.matches[0])
                             job.matched += 1
                             job.lines_done = item.row.line
                     self._save(job)
                 writer.close()
+            if job.store is not None:
+                self._store(job)
             os.replace(part, job.output_path)
         finally:
             part.unlink(missing_ok=True)
+            spool_path.unlink(missing_ok=True)
+
+    def _store(self, job: Job) -> None:
+        """Store the spooled batch in one transaction; raise :class:`NotStored` if refused."""
+        assert job.store is not None
+        try:
+            stored = job.store(_unspooled(job.spool_path), job.filename)
+        except Exception as exc:
+            # Only the type: a database error's message can quote the values it refused.
+            log.error("batch %s could not be stored: %s", job.id, type(exc).__name__)
+            raise NotStored(
+                "Nothing of this batch was stored: the database refused it. Upload it again."
+            ) from None
+        with job.lock:
+            job.stored, job.batch_id = stored.count, stored.batch_id
+        log.info("batch %s stored as database batch %s", job.id, stored.batch_id)
 
     def _finish(self, job: Job, error: str | None = None) -> None:
         """Write the final record: done, or failed with ``error``."""
@@ -900,4 +995,6 @@ class JobRegistry:
             # A stopped worker's job ended, as far as anyone knows, at its last update.
             finished_at=record.updated if record.finished is None and stale else record.finished,
             stale=stale,
+            stored=record.stored,
+            batch_id=record.batch_id,
         )

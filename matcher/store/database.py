@@ -70,7 +70,12 @@ class Database:
             raise ConfigError(
                 f"database {self.backend!r} is not supported: use sqlite:///FILE or postgresql://…"
             )
-        options: dict[str, Any] = {"echo": echo, "pool_pre_ping": self.backend != "sqlite"}
+        # hide_parameters: SQL logs and database errors never show values (shopper text).
+        options: dict[str, Any] = {
+            "echo": echo,
+            "pool_pre_ping": self.backend != "sqlite",
+            "hide_parameters": True,
+        }
         if self.is_sqlite:
             database = self.url.database
             if not database or database == ":memory:":
