@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -45,6 +45,8 @@ def open_database(url: str | None) -> Database:
     from .store import Database, default_database_url
 
     database = Database(url or default_database_url(instance_dir()))
+    # Close pooled connections when the command ends, not whenever they are collected.
+    click.get_current_context().call_on_close(database.dispose)
     database.migrate()
     return database
 

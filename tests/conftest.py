@@ -159,3 +159,17 @@ def database(database_url: str) -> Iterator[Database]:
     db.migrate()
     yield db
     db.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """For tests of what only SQLite has (pragmas, its files): no PostgreSQL twin."""
+    return f"sqlite:///{tmp_path / 'matcher.db'}"
+
+
+@pytest.fixture
+def sqlite_database(sqlite_url: str) -> Iterator[Database]:
+    db = Database(sqlite_url)
+    db.migrate()
+    yield db
+    db.dispose()

@@ -16,8 +16,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from matcher.matching import DEFAULT_TOP_K, Match, Matcher
-from matcher.text import MAX_TEXT_CHARS
 from matcher.store import update_campaign
+from matcher.text import MAX_TEXT_CHARS
 from web import campaigns, create_app
 from web.openapi import LANGS, MAX_BATCH, MAX_BODY_BYTES, MAX_REF_CHARS, NOT_BLANK
 

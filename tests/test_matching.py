@@ -117,7 +117,16 @@ def test_shares_are_a_softmax_of_scores_over_the_roster(fake_matcher: Matcher) -
 
 def test_to_dict_is_json_ready(fake_matcher: Matcher) -> None:
     record = fake_matcher.match("beach", 1)[0].to_dict()
-    assert set(record) == {"celebrity_id", "name", "name_zh", "score", "margin", "rank", "reasons", "share"}
+    assert set(record) == {
+        "celebrity_id",
+        "name",
+        "name_zh",
+        "score",
+        "margin",
+        "rank",
+        "reasons",
+        "share",
+    }
     assert set(record["reasons"][0]) == {"facet", "score", "quote"}
 
 

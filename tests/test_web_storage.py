@@ -3,6 +3,9 @@ campaign keeps it, per campaign; on SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
+import base64
+import csv
+import io
 import json
 import logging
 import os
@@ -13,7 +16,9 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -271,3 +276,80 @@ def test_an_answered_pairing_survives_the_server_being_killed(tmp_path: Path) ->
     [row] = pairings(database)
     database.dispose()
     assert (row.shopper_ref, row.shopper_text) == (answer["shopper_ref"], TEXT)
+
+
+# -- reports API -----------------------------------------------------------------------
+
+
+def basic(password: str, user: str = "planner") -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+@pytest.fixture
+def reporting(app: Flask) -> Flask:
+    app.config["MATCHER_PLANNER_PASSWORD"] = "report-pass"
+    return app
+
+
+def test_reports_need_the_planner_credentials(reporting: Flask) -> None:
+    client = reporting.test_client()
+    missing = client.get("/api/v1/reports/pairings")
+    assert missing.status_code == 401
+    assert missing.headers["WWW-Authenticate"].startswith("Basic")
+    assert missing.get_json()["error"]["code"] == "unauthorized"
+    assert client.get("/api/v1/reports/pairings", headers=basic("wrong")).status_code == 401
+    assert client.get("/api/v1/reports/pairings", headers=basic("report-pass")).status_code == 200
+
+
+def test_reports_are_off_without_a_planner_password(client: FlaskClient) -> None:
+    response = client.get("/api/v1/reports/pairings", headers=basic("anything"))
+    assert response.status_code == 503
+
+
+def test_reports_count_stored_pairings_per_celebrity_and_day(
+    reporting: Flask, db: Database, spring: str
+) -> None:
+    client = reporting.test_client()
+    answers = [
+        client.post("/api/v1/match", json={"text": text}).get_json()
+        for text in (TEXT, TEXT, "street dance battles and neon sneakers")
+    ]
+    client.post("/api/v1/match", json={"text": "sequins and karaoke", "campaign": spring})
+    with db.write() as session:  # move the first pairing to an earlier day
+        first = session.scalars(select(PairingRow).order_by(PairingRow.id)).first()
+        assert first is not None
+        first.created_at = datetime(2026, 1, 2, 12, 0, tzinfo=UTC)
+    auth = basic("report-pass")
+    report = client.get("/api/v1/reports/pairings?campaign=default", headers=auth).get_json()
+    winners = [a["matches"][0]["celebrity_id"] for a in answers]
+    assert report["total"] == 3
+    assert report["per_celebrity"] == dict(Counter(winners))
+    assert report["per_day"][0] == {"day": "2026-01-02", "celebrity_id": winners[0], "pairings": 1}
+    assert sum(d["pairings"] for d in report["per_day"]) == 3
+    everything = client.get("/api/v1/reports/pairings", headers=auth).get_json()
+    assert everything["total"] == 4 and everything["campaign"] is None
+    january = client.get(
+        "/api/v1/reports/pairings?since=2026-01-01&until=2026-01-31", headers=auth
+    ).get_json()
+    assert january["total"] == 1
+    bad = client.get("/api/v1/reports/pairings?since=yesterday", headers=auth)
+    assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "since"
+    unknown = client.get("/api/v1/reports/pairings?campaign=nope", headers=auth)
+    assert unknown.status_code == 404
+
+
+def test_report_csv_lists_pairings_without_any_text(reporting: Flask) -> None:
+    client = reporting.test_client()
+    marker = f"marker-{uuid.uuid4().hex}"
+    answer = client.post(
+        "/api/v1/match", json={"text": marker, "consent": True, "shopper_ref": "=HYPERLINK()"}
+    ).get_json()
+    response = client.get("/api/v1/reports/pairings.csv", headers=basic("report-pass"))
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    assert 'filename="pairings-all.csv"' in response.headers["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    assert rows[0][:4] == ["created_at", "campaign", "shopper_ref", "celebrity_id"]
+    assert rows[1][1:4] == ["default", "'=HYPERLINK()", answer["matches"][0]["celebrity_id"]]
+    assert marker not in response.get_data(as_text=True)

@@ -9,20 +9,32 @@ neither read the answers nor send JSON here. Shopper texts are never logged.
 
 from __future__ import annotations
 
+import csv
+import hmac
+import io
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import date
 from typing import Any, NoReturn
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from matcher.batch import escape_cell
 from matcher.errors import InputError
 from matcher.matching import DEFAULT_TOP_K, Match
-from matcher.store import DEFAULT_SLUG, NewPairing
+from matcher.store import DEFAULT_SLUG, NewPairing, PairingFilter
 from matcher.store.campaigns import SLUG_PATTERN
+from matcher.store.pairings import (
+    EXPORT_COLUMNS,
+    celebrity_totals,
+    count_pairings,
+    daily_counts,
+    export_rows,
+)
 from matcher.text import validate_text
 
-from .campaigns import all_origins, current_campaign, current_matcher, store
+from .campaigns import all_origins, current_campaign, current_matcher, database, store
 from .errors import ApiError, error_body
 from .openapi import LANGS, MAX_BATCH, MAX_BODY_BYTES, MAX_REF_CHARS, openapi_document
 
@@ -60,6 +72,14 @@ def cors(response: Response) -> Response:
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = "Content-Type"
         response.headers["Access-Control-Max-Age"] = "600"
+    return response
+
+
+@bp.after_request
+def challenge(response: Response) -> Response:
+    """Tell a client without credentials for the reports how to send them."""
+    if response.status_code == 401:
+        response.headers["WWW-Authenticate"] = 'Basic realm="matcher reports", charset="UTF-8"'
     return response
 
 
@@ -335,3 +355,110 @@ def celebrities() -> Response:
 @bp.get("/openapi.json")
 def openapi() -> Response:
     return jsonify(openapi_document(current_matcher().max_chars))
+
+
+# -- reports, for planners' tools --------------------------------------------------------
+
+
+def require_planner() -> None:
+    """HTTP Basic with the planner's credentials; failures count towards the login throttle.
+
+    Raises:
+        ApiError: 503 while the planner area is off, 429 after too many failures,
+            401 without valid credentials.
+    """
+    from .planner import login_throttle, password_matches
+
+    config = current_app.config
+    if not config["MATCHER_PLANNER_PASSWORD"]:
+        raise ApiError(
+            503, "planner_off", "Reports are off: set MATCHER_PLANNER_PASSWORD to turn them on."
+        )
+    throttle = login_throttle(current_app)
+    client = request.remote_addr or "unknown"
+    if throttle.retry_after(client):
+        raise ApiError(429, "too_many_attempts", "Too many failed logins; try again later.")
+    given = request.authorization
+    if given is not None and given.type == "basic":
+        user_ok = hmac.compare_digest(
+            (given.username or "").encode("utf-8"),
+            str(config["MATCHER_PLANNER_USER"]).encode("utf-8"),
+        )
+        password_ok = password_matches(
+            given.password or "", str(config["MATCHER_PLANNER_PASSWORD"])
+        )
+        if user_ok and password_ok:
+            throttle.clear(client)
+            return
+        throttle.fail(client)
+    raise ApiError(401, "unauthorized", "Send the planner's user name and password (HTTP Basic).")
+
+
+def _day(name: str) -> date | None:
+    value = request.args.get(name)
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        bad("invalid_date", f"{name} must be a day like 2026-11-25.", name)
+
+
+def report_filter() -> tuple[PairingFilter, str | None]:
+    """The report's campaign (every campaign when not named) and inclusive UTC days."""
+    # since after until is an empty range, not a mistake: the answer is empty.
+    since, until = _day("since"), _day("until")
+    slug = request.args.get("campaign")
+    campaign_id = None
+    if slug is not None:
+        choose_campaign(slug)
+        campaign_id = current_campaign().id
+    return PairingFilter(campaign_id, since, until), slug
+
+
+@bp.get("/reports/pairings")
+def pairings_report() -> Response:
+    """Stored pairings per celebrity, in total and per day (UTC)."""
+    require_planner()
+    where, slug = report_filter()
+    db = database()
+    return jsonify(
+        {
+            "campaign": slug,
+            "since": where.since.isoformat() if where.since else None,
+            "until": where.until.isoformat() if where.until else None,
+            "total": count_pairings(db, where),
+            "per_celebrity": celebrity_totals(db, where),
+            "per_day": [
+                {"day": day.isoformat(), "celebrity_id": celebrity, "pairings": n}
+                for day, celebrity, n in daily_counts(db, where)
+            ],
+        }
+    )
+
+
+@bp.get("/reports/pairings.csv")
+def pairings_csv() -> Response:
+    """Stored pairings as CSV, oldest first, cells escaped; never the shoppers' texts."""
+    require_planner()
+    where, slug = report_filter()
+    db = database()
+
+    def lines() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(EXPORT_COLUMNS)
+        for row in export_rows(db, where):
+            writer.writerow([escape_cell(cell) for cell in row])
+            if buffer.tell() > 64 * 1024:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    name = f"pairings-{slug or 'all'}.csv"
+    return Response(
+        lines(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )

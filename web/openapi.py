@@ -40,9 +40,11 @@ def _errors(*statuses: int) -> dict[str, Any]:
     descriptions = {
         400: "The body breaks a rule of the request schema; `field` names the culprit.",
         413: f"The body is larger than {MAX_BODY_BYTES} bytes.",
+        401: "No valid planner credentials (HTTP Basic) were sent.",
         404: "There is no campaign of that name (`field` is `campaign`).",
+        429: "Too many failed logins from this address; wait and retry.",
         415: "The body is not sent as `application/json`.",
-        503: "The campaign's roster cannot be loaded right now.",
+        503: "The campaign's roster cannot be loaded, or the planner area is off.",
         500: "A fault on the server; the message says nothing about the code.",
     }
     return {
@@ -278,6 +280,36 @@ def _components(max_chars: int) -> dict[str, Any]:
                 "error": _ref("ErrorDetail"),
             },
         },
+        "PairingsReport": {
+            "type": "object",
+            "required": ["campaign", "since", "until", "total", "per_celebrity", "per_day"],
+            "additionalProperties": False,
+            "properties": {
+                "campaign": {"type": "string", "nullable": True},
+                "since": {"type": "string", "format": "date", "nullable": True},
+                "until": {"type": "string", "format": "date", "nullable": True},
+                "total": {"type": "integer", "minimum": 0},
+                "per_celebrity": {
+                    "type": "object",
+                    "additionalProperties": {"type": "integer", "minimum": 0},
+                    "description": "Pairings by celebrity id.",
+                },
+                "per_day": {
+                    "type": "array",
+                    "description": "Oldest day first; days without pairings are left out.",
+                    "items": {
+                        "type": "object",
+                        "required": ["day", "celebrity_id", "pairings"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "day": {"type": "string", "format": "date"},
+                            "celebrity_id": {"type": "string"},
+                            "pairings": {"type": "integer", "minimum": 1},
+                        },
+                    },
+                },
+            },
+        },
         "Celebrity": {
             "type": "object",
             "required": ["id", "name", "name_zh", "tagline", "tagline_zh", "image", "facets"],
@@ -314,6 +346,30 @@ def _components(max_chars: int) -> dict[str, Any]:
 def openapi_document(max_chars: int) -> dict[str, Any]:
     """The document for an API whose matcher takes texts of up to ``max_chars`` characters."""
     body_errors = _errors(400, 404, 413, 415, 500, 503)
+    day = {"type": "string", "format": "date"}
+    report_parameters = [
+        {
+            "name": "campaign",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "pattern": SLUG_PATTERN},
+            "description": "Only this campaign; every campaign when left out.",
+        },
+        {
+            "name": "since",
+            "in": "query",
+            "required": False,
+            "schema": day,
+            "description": "From this day (UTC), inclusive.",
+        },
+        {
+            "name": "until",
+            "in": "query",
+            "required": False,
+            "schema": day,
+            "description": "Up to this day (UTC), inclusive.",
+        },
+    ]
     return {
         "openapi": "3.0.3",
         "info": {
@@ -355,6 +411,36 @@ def openapi_document(max_chars: int) -> dict[str, Any]:
                     },
                 }
             },
+            "/reports/pairings": {
+                "get": {
+                    "operationId": "pairingsReport",
+                    "summary": "Stored pairings per celebrity, in total and per day",
+                    "security": [{"planner": []}],
+                    "parameters": report_parameters,
+                    "responses": {
+                        "200": {
+                            "description": "Counts of the pairings the filters select",
+                            **_json(_ref("PairingsReport")),
+                        },
+                        **_errors(400, 401, 404, 429, 500, 503),
+                    },
+                }
+            },
+            "/reports/pairings.csv": {
+                "get": {
+                    "operationId": "pairingsCsv",
+                    "summary": "Stored pairings as CSV (no shopper text), oldest first",
+                    "security": [{"planner": []}],
+                    "parameters": report_parameters,
+                    "responses": {
+                        "200": {
+                            "description": "One row per pairing; cells escaped for spreadsheets",
+                            "content": {"text/csv": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(400, 401, 404, 429, 500, 503),
+                    },
+                }
+            },
             "/celebrities": {
                 "get": {
                     "operationId": "listCelebrities",
@@ -382,5 +468,8 @@ def openapi_document(max_chars: int) -> dict[str, Any]:
                 }
             },
         },
-        "components": {"schemas": _components(max_chars)},
+        "components": {
+            "schemas": _components(max_chars),
+            "securitySchemes": {"planner": {"type": "http", "scheme": "basic"}},
+        },
     }

@@ -14,11 +14,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from ..errors import ConfigError, InputError
 from ..origins import parse_origins
 from .database import Database
-from .schema import CampaignRow
+from .schema import CampaignRow, as_utc
 
 DEFAULT_SLUG = "default"
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,39}$"
@@ -92,9 +93,11 @@ def _message(error: Any) -> str:
 
 
 def _campaign(row: CampaignRow) -> Campaign:
-    return Campaign.model_validate(
-        {column: getattr(row, column) for column in Campaign.model_fields}
-    )
+    values = {column: getattr(row, column) for column in Campaign.model_fields}
+    # The same campaign compares equal whether just created or read back, on any backend.
+    values["created_at"] = as_utc(row.created_at)
+    values["updated_at"] = as_utc(row.updated_at)
+    return Campaign.model_validate(values)
 
 
 def list_campaigns(db: Database) -> list[Campaign]:
@@ -125,7 +128,12 @@ def create_campaign(db: Database, settings: CampaignSettings) -> Campaign:
             raise InputError(f"slug: a campaign {settings.slug!r} already exists")
         row = CampaignRow(**settings.model_dump(), index_version=None)
         session.add(row)
-        session.flush()
+        try:
+            session.flush()
+        except IntegrityError:
+            # PostgreSQL: another worker inserted the slug after our check (SQLite's
+            # BEGIN IMMEDIATE rules that out), which ensure_campaign must see as "taken".
+            raise InputError(f"slug: a campaign {settings.slug!r} already exists") from None
         return _campaign(row)
 
 

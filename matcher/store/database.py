@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: How long (ms) a SQLite writer waits for another worker's transaction.
 BUSY_TIMEOUT_MS = 15_000
+#: How long (ms) each of :meth:`Database.scrub`'s checkpoint attempts waits for readers.
+SCRUB_WAIT_MS = 200
 #: Distinguishes this project's migration lock among PostgreSQL advisory locks.
 MIGRATION_LOCK = 0x6D61746368  # "match"
 DATABASE_FILE = "matcher.db"
@@ -119,7 +121,9 @@ class Database:
         try:
             upgrade(self)
         except OperationalError as exc:
-            raise ConfigError(f"cannot reach database {self.describe()}: {exc.orig}") from None
+            # The driver's message can run over several lines; its first says what failed.
+            reason = str(exc.orig).strip().splitlines()[0]
+            raise ConfigError(f"cannot reach database {self.describe()}: {reason}") from None
 
     def scrub(self, attempts: int = 20) -> ScrubReport:
         """Make deleted rows unrecoverable from the database files.
@@ -133,9 +137,15 @@ class Database:
         if self.is_sqlite:
             for _ in range(attempts):
                 with self.engine.connect() as connection:
-                    busy, _log, _done = connection.exec_driver_sql(
-                        "PRAGMA wal_checkpoint(TRUNCATE)"
-                    ).one()
+                    # The checkpoint waits for readers through the busy handler: with
+                    # the full busy timeout, 20 attempts would take five minutes.
+                    connection.exec_driver_sql(f"PRAGMA busy_timeout = {SCRUB_WAIT_MS}")
+                    try:
+                        busy, _log, _done = connection.exec_driver_sql(
+                            "PRAGMA wal_checkpoint(TRUNCATE)"
+                        ).one()
+                    finally:
+                        connection.exec_driver_sql(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 if not busy:
                     return ScrubReport(True, "write-ahead log checkpointed and emptied")
                 time.sleep(0.1)

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from .database import Database, ScrubReport
-from .schema import BatchRow, CampaignRow, PairingRow, utcnow
+from .schema import BatchRow, CampaignRow, PairingRow, as_utc, utcnow
 
 
 def export_shopper(db: Database, shopper_ref: str, now: datetime | None = None) -> dict[str, Any]:
@@ -81,7 +81,8 @@ def purge_expired(db: Database, now: datetime | None = None, *, dry_run: bool = 
     Idempotent and safe to run from cron while the web serves: each campaign
     is one short transaction.
     """
-    now = now or utcnow()
+    # SQLite stores times without a zone: compare in UTC, as they were written.
+    now = as_utc(now or utcnow())
     with db.read() as session:
         campaigns = [
             (row.id, row.slug, row.retention_days)
