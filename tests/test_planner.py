@@ -1,8 +1,11 @@
-"""The planner area: login, roster, try box, corrections, batches, dashboard, settings, snippet.
+"""The planner area: login, campaigns, roster, try box, corrections, batches, dashboard,
+settings, snippet and privacy requests.
 
 Everything runs through Flask's test client with the real model and the
 shipped roster (copied to ``tmp_path``, because corrections are written into
-the roster folder). Batch jobs run in real background threads; tests wait for
+the roster folder). Tests that read or write stored campaigns and pairings run
+on SQLite and, when a server is configured, PostgreSQL (``database_url`` in
+``conftest.py``); their pairings are made through the API, as a microsite would. Batch jobs run in real background threads; tests wait for
 them by polling the job registry with a deadline. Several server workers are
 simulated by several apps, or job registries, on one instance folder.
 """
@@ -22,6 +25,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -31,16 +36,20 @@ from flask import Flask
 from flask.testing import FlaskClient
 from itsdangerous import URLSafeTimedSerializer
 from markupsafe import escape
+from sqlalchemy import select, update
 from werkzeug.security import generate_password_hash
 
 from matcher.matching import DEFAULT_TOP_K, Match, Matcher
 from matcher.profiles import load_profiles
+from matcher.store import Campaign, find_campaign, list_campaigns
+from matcher.store.schema import PairingRow
 from web import charts, create_app
+from web.campaigns import database
 from web.jobs import JobRegistry, JobView, PairingTotals, Status, score_bin
 from web.planner import MAX_FAILED_LOGINS, job_registry
 from web.security import form_token
 
-from .conftest import REPO, SAMPLE_PROFILES
+from .conftest import REPO, SAMPLE_PROFILES, write_roster
 
 PASSWORD = "s3cret"
 JOB_TIMEOUT = 60.0
@@ -64,6 +73,17 @@ SHOPPER_TEXTS = [
 # -- fixtures and helpers ---------------------------------------------------------------
 
 
+#: Apps made by the running test, whose database connections close when it ends.
+_apps: list[Flask] = []
+
+
+@pytest.fixture(autouse=True)
+def close_databases() -> Any:
+    yield
+    while _apps:
+        database(_apps.pop()).dispose()
+
+
 def make_app(tmp_path: Path, matcher: Matcher, **config: Any) -> Flask:
     profiles = tmp_path / "profiles"
     if not profiles.exists():
@@ -78,7 +98,9 @@ def make_app(tmp_path: Path, matcher: Matcher, **config: Any) -> Flask:
         "MATCHER_EMBED_ORIGINS": None,
     }
     settings.update(config)
-    return create_app(settings, matcher=matcher)
+    app = create_app(settings, matcher=matcher)
+    _apps.append(app)
+    return app
 
 
 @pytest.fixture
@@ -89,6 +111,21 @@ def app(tmp_path: Path, sample_matcher: Matcher) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def db_app(tmp_path: Path, sample_matcher: Matcher, database_url: str) -> Flask:
+    """The app on each test database (SQLite, and PostgreSQL when configured)."""
+    return make_app(tmp_path, sample_matcher, MATCHER_DATABASE_URL=database_url)
+
+
+@pytest.fixture
+def db_planner(db_app: Flask) -> FlaskClient:
+    """A logged-in planner on ``db_app``."""
+    client = db_app.test_client()
+    response = login(client)
+    assert response.status_code == 303, response.get_data(as_text=True)
+    return client
 
 
 def token(app: Flask) -> str:
@@ -228,6 +265,110 @@ def chart_bars(page: str, chart_id: str) -> list[tuple[str, int]]:
     ]
 
 
+def campaign(app: Flask, slug: str = "default") -> Campaign:
+    found = find_campaign(database(app), slug)
+    assert found is not None, slug
+    return found
+
+
+def new_campaign_form(folder: Path, **changes: str) -> dict[str, str]:
+    """Every field of the "start a campaign" form, filled in well."""
+    form = {
+        "slug": "seaside",
+        "name": "Seaside summer",
+        "brand": "Lueur Marine",
+        "profiles_dir": str(folder),
+        "embed_origins": "https://sea.example",
+        "moods": "calm, sunny",
+        "scents": "salty",
+        "consent_text": "Keep what I wrote for 30 days.",
+        "consent_version": "sea-1",
+        "retention_days": "30",
+        "store_text": "yes",
+    }
+    form.update(changes)
+    return form
+
+
+def add_campaign(client: FlaskClient, folder: Path, **changes: str) -> str:
+    """Create a campaign through the planner's form; returns its slug."""
+    form = new_campaign_form(folder, **changes)
+    response = post(client, "/planner/campaigns", form)
+    assert response.status_code == 303, response.get_data(as_text=True)
+    return form["slug"]
+
+
+def settings_form(current: Campaign, **changes: str) -> dict[str, str]:
+    """The settings form as the page fills it for ``current``, with ``changes``."""
+    picks = current.quick_picks or {"moods": ["calm"], "scents": ["woody"]}
+    form = {
+        "name": current.name,
+        "brand": current.brand,
+        "profiles_dir": current.profiles_dir,
+        "embed_origins": "\n".join(current.embed_origins),
+        "moods": ", ".join(picks["moods"]),
+        "scents": ", ".join(picks["scents"]),
+        "consent_text": current.consent_text,
+        "consent_version": current.consent_version,
+        "retention_days": str(current.retention_days),
+    }
+    if current.store_text:
+        form["store_text"] = "yes"
+    form.update(changes)
+    return form
+
+
+def pair(
+    client: FlaskClient,
+    text: str,
+    *,
+    ref: str | None = None,
+    slug: str | None = None,
+    consent: bool = False,
+) -> dict[str, Any]:
+    """Pair a shopper through the API, as a microsite does; returns the answer."""
+    body: dict[str, Any] = {"text": text, "consent": consent, "top_k": 1}
+    if ref is not None:
+        body["shopper_ref"] = ref
+    if slug is not None:
+        body["campaign"] = slug
+    response = client.post("/api/v1/match", json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    answer: dict[str, Any] = response.get_json()
+    return answer
+
+
+def days_ago(days: int) -> date:
+    return datetime.now(UTC).date() - timedelta(days=days)
+
+
+def move_to(app: Flask, ref: str, day: date) -> None:
+    """Date a shopper's pairings to noon (UTC) of ``day``."""
+    with database(app).write() as session:
+        session.execute(
+            update(PairingRow)
+            .where(PairingRow.shopper_ref == ref)
+            .values(created_at=datetime.combine(day, clock(12), UTC))
+        )
+
+
+def stored_refs(app: Flask) -> Counter[str]:
+    """How many pairings the database holds per shopper reference."""
+    with database(app).read() as session:
+        return Counter(session.scalars(select(PairingRow.shopper_ref)))
+
+
+def stored_texts(app: Flask) -> list[str]:
+    with database(app).read() as session:
+        query = select(PairingRow.shopper_text).where(PairingRow.shopper_text.is_not(None))
+        return list(session.scalars(query))
+
+
+def field_errors(page: str) -> dict[str, str]:
+    """The problem shown beside each field of a planner form."""
+    return dict(re.findall(r'<p id="([\w-]+)-error" class="error"[^>]*>([^<]*)</p>', page))
+
+
 # -- login ------------------------------------------------------------------------------
 
 PAGES = [
@@ -239,6 +380,9 @@ PAGES = [
     pytest.param("/planner/dashboard", id="dashboard"),
     pytest.param("/planner/settings", id="settings"),
     pytest.param("/planner/embed", id="snippet"),
+    pytest.param("/planner/campaigns", id="campaigns"),
+    pytest.param("/planner/privacy", id="privacy"),
+    pytest.param("/planner/pairings.csv", id="export"),
 ]
 
 POSTS = [
@@ -253,10 +397,30 @@ POSTS = [
     pytest.param("/planner/batches", {"top_k": "3"}, id="batches"),
     pytest.param(
         "/planner/settings",
-        {"embed_origins": "https://shop.example", "moods": "calm", "scents": "woody"},
+        {"name": "Taken over", "brand": "Evil", "embed_origins": "https://shop.example",
+         "moods": "calm", "scents": "woody", "consent_text": "x", "consent_version": "9",
+         "retention_days": "1"},
         id="settings",
     ),
-]
+    pytest.param(
+        "/planner/campaigns",
+        {**new_campaign_form(SAMPLE_PROFILES), "slug": "sneaky"},
+        id="new-campaign",
+    ),
+    pytest.param("/planner/privacy", {"action": "confirm-delete", "ref": "kept"}, id="delete"),
+    pytest.param("/planner/privacy", {"action": "purge"}, id="purge"),
+]  # fmt: skip
+
+
+def assert_nothing_changed(app: Flask) -> None:
+    """What the POSTS above would change, unchanged."""
+    assert [c.slug for c in list_campaigns(database(app))] == ["default"]
+    default = campaign(app)
+    assert (default.name, default.embed_origins, default.retention_days) == (
+        "Lueur launch", [], 180
+    )  # fmt: skip
+    assert stored_refs(app) == {"kept": 1}
+    assert not (Path(app.config["MATCHER_PROFILES"]) / "corrections.jsonl").exists()
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -271,11 +435,12 @@ def test_every_planner_page_needs_a_login(client: FlaskClient, path: str) -> Non
 def test_every_planner_post_needs_a_login(
     app: Flask, client: FlaskClient, path: str, data: dict[str, str]
 ) -> None:
+    pair(client, SHOPPER_TEXTS[0], ref="kept")
+    move_to(app, "kept", days_ago(400))  # a purge would delete it
     response = post(client, path, data)
     assert response.status_code == 302
     assert response.headers["Location"] == "/planner/login"
-    assert not (Path(app.instance_path) / "settings.json").exists()
-    assert not (Path(app.config["MATCHER_PROFILES"]) / "corrections.jsonl").exists()
+    assert_nothing_changed(app)
 
 
 @pytest.mark.parametrize(
@@ -397,6 +562,8 @@ def foreign_token() -> str:
 def test_every_planner_post_needs_a_valid_form_token(
     app: Flask, planner: FlaskClient, path: str, data: dict[str, str], bad: dict[str, str | None]
 ) -> None:
+    pair(planner, SHOPPER_TEXTS[0], ref="kept")
+    move_to(app, "kept", days_ago(400))
     form = dict(data)
     headers = {}
     if "origin" in bad:
@@ -409,8 +576,7 @@ def test_every_planner_post_needs_a_valid_form_token(
     response = planner.post(path, data=form, headers=headers)
     assert response.status_code == 403, response.get_data(as_text=True)
     assert planner.get("/planner/").status_code == 200, "still logged in"
-    assert not (Path(app.instance_path) / "settings.json").exists()
-    assert not (Path(app.config["MATCHER_PROFILES"]) / "corrections.jsonl").exists()
+    assert_nothing_changed(app)
 
 
 def test_login_needs_a_form_token(client: FlaskClient) -> None:
@@ -882,7 +1048,7 @@ def test_every_worker_serves_the_job_page_download_and_dashboard(
         dashboards[1], "chart-celebrities"
     )
     assert chart_bars(dashboards[0], "chart-scores") == chart_bars(dashboards[1], "chart-scores")
-    assert all(f"({len(rows)} shoppers)" in page for page in dashboards)
+    assert all(f'<dd id="total-pairings">{len(rows)}</dd>' in page for page in dashboards)
 
     response = download(worker_b, job_id)
     assert response.status_code == 200
@@ -897,7 +1063,7 @@ def test_every_worker_serves_the_job_page_download_and_dashboard(
     restarted = make_app(tmp_path, sample_matcher).test_client()
     login(restarted)
     page = restarted.get("/planner/dashboard").get_data(as_text=True)
-    assert f"({len(rows)} shoppers)" in page, "totals survive a restart"
+    assert f'<dd id="total-pairings">{len(rows)}</dd>' in page, "totals survive a restart"
 
 
 def test_only_one_of_racing_downloads_gets_the_pairings(
@@ -1094,31 +1260,30 @@ def test_shopper_text_is_never_logged(
 # -- dashboard and charts ---------------------------------------------------------------
 
 
-def test_dashboard_charts_count_what_the_batches_paired(
-    app: Flask, planner: FlaskClient, sample_matcher: Matcher
+def test_dashboard_charts_count_the_stored_pairings(
+    db_app: Flask, db_planner: FlaskClient, sample_matcher: Matcher
 ) -> None:
-    rows = [(str(number), text) for number, text in enumerate(SHOPPER_TEXTS * 2)]
-    first = job_id_of(upload(planner, "one.csv", shopper_csv(rows[:10])))
-    second = job_id_of(upload(planner, "two.csv", shopper_csv(rows[10:] + [("bad", "")])))
-    pairings = []
-    for job_id in (first, second):
-        assert wait_for(app, job_id).status is Status.DONE
-        pairings += read_csv(download(planner, job_id).data)
-    assert len(pairings) == len(rows)
-    per_celebrity = Counter(row["celebrity_1"] for row in pairings)
+    answers = {}
+    for number, text in enumerate(SHOPPER_TEXTS * 2):
+        ref = f"shopper-{number}"
+        answers[ref] = pair(db_planner, text, ref=ref)["matches"][0]
+        move_to(db_app, ref, days_ago(number % 3 * 2))  # today, 2 and 4 days ago
+    per_celebrity = Counter(answer["celebrity_id"] for answer in answers.values())
     assert len(per_celebrity) >= 3, "the texts reach several celebrities"
 
-    page = planner.get("/planner/dashboard").get_data(as_text=True)
+    response = db_planner.get("/planner/dashboard")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert f'<dd id="total-pairings">{len(answers)}</dd>' in page
     bars = chart_bars(page, "chart-celebrities")
     roster = [p.id for p in sample_matcher.index.profiles]
     assert [key for key, _ in bars] == roster, "one bar per celebrity, roster order"
     assert dict(bars) == {key: per_celebrity.get(key, 0) for key in roster}
 
-    score_counts = Counter(score_bin(float(row["score_1"])) for row in pairings)
+    score_counts = Counter(score_bin(answer["score"]) for answer in answers.values())
     expected_bins = charts.score_bins(score_counts, 0.05)
     histogram = chart_bars(page, "chart-scores")
     assert histogram == [(bar.key, bar.value) for bar in expected_bins]
-    assert sum(count for _, count in histogram) == len(rows)
 
     table = page[page.index('<table class="chart-data">') :]
     table = table[: table.index("</table>")]
@@ -1128,13 +1293,176 @@ def test_dashboard_charts_count_what_the_batches_paired(
             table,
         )
         assert cell and int(cell.group(1)) == per_celebrity.get(celebrity_id, 0)
-    assert f"({len(rows)} shoppers)" in page
+
+    per_day: Counter[tuple[str, str]] = Counter()
+    for number, answer in enumerate(answers.values()):
+        per_day[(days_ago(number % 3 * 2).isoformat(), answer["celebrity_id"])] += 1
+    assert day_segments(page) == per_day
+    days = [days_ago(n).isoformat() for n in (4, 3, 2, 1, 0)]
+    assert day_columns(page) == days, "every day in the range, empty ones too"
+    legend = re.findall(r'<g class="legend-item" data-key="([^"]+)"', page)
+    assert legend == [key for key in roster if per_celebrity.get(key)]
+    rows = days_table(page)
+    assert list(rows) == days
+    assert rows[days_ago(3).isoformat()] == [0] * (len(legend) + 1)
+    for day, counts in rows.items():
+        expected = [per_day[(day, key)] for key in legend]
+        assert counts == [*expected, sum(expected)], day
 
 
-def test_dashboard_before_any_batch(planner: FlaskClient) -> None:
+def day_segments(page: str) -> Counter[tuple[str, str]]:
+    """(day, celebrity) -> count, read from the per-day chart's segments."""
+    svg = page[page.index('id="chart-days"') :]
+    svg = svg[: svg.index("</svg>")]
+    found: Counter[tuple[str, str]] = Counter()
+    for day, body in re.findall(r'<g class="day" data-day="([^"]+)"[^>]*>(.*?)</g>', svg):
+        for key, value in re.findall(r'data-key="([^"]+)" data-value="(\d+)"', body):
+            found[(day, key)] += int(value)
+    return found
+
+
+def day_columns(page: str) -> list[str]:
+    return re.findall(r'<g class="day" data-day="([^"]+)"', page)
+
+
+def days_table(page: str) -> dict[str, list[int]]:
+    table = page[page.index('class="chart-data days-data"') :]
+    table = table[: table.index("</table>")]
+    return {
+        day: [int(n) for n in re.findall(r'<td class="number">(\d+)</td>', row)]
+        for day, row in re.findall(r'<tr data-day="([^"]+)">(.*?)</tr>', table, flags=re.S)
+    }
+
+
+def test_dashboard_filters_by_campaign_and_day(
+    db_app: Flask, db_planner: FlaskClient, tmp_path: Path
+) -> None:
+    seaside = add_campaign(db_planner, write_roster(tmp_path / "seaside"))
+    for number, text in enumerate(SHOPPER_TEXTS[:6]):
+        pair(db_planner, text, ref=f"d{number}")
+        move_to(db_app, f"d{number}", days_ago(10 - number))  # 10 to 5 days ago
+    for number, text in enumerate(["sailing at the beach", "reading with tea"]):
+        pair(db_planner, text, ref=f"s{number}", slug=seaside)
+        move_to(db_app, f"s{number}", days_ago(8))
+
+    def total(query: str, **kwargs: Any) -> int:
+        response = db_planner.get(f"/planner/dashboard?{query}", **kwargs)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        found = re.search(r'<dd id="total-pairings">(\d+)</dd>', response.get_data(as_text=True))
+        assert found
+        return int(found.group(1))
+
+    assert total("") == 6
+    assert total("scope=all") == 8
+    assert total(f"campaign={seaside}") == 2
+    assert total(f"since={days_ago(8)}") == 4
+    assert total(f"until={days_ago(8)}") == 3, "the last day is included"
+    assert total(f"since={days_ago(9)}&until={days_ago(7)}") == 3
+    assert total(f"scope=all&since={days_ago(8)}&until={days_ago(8)}") == 3
+    assert total(f"since={days_ago(1)}") == 0
+    page = db_planner.get(f"/planner/dashboard?since={days_ago(1)}").get_data(as_text=True)
+    assert "No pairing was made with these filters yet." in page and "<svg" not in page
+
+    page = db_planner.get(f"/planner/dashboard?since={days_ago(12)}&until={days_ago(3)}")
+    assert day_columns(page.get_data(as_text=True))[0] == days_ago(12).isoformat()
+    assert day_columns(page.get_data(as_text=True))[-1] == days_ago(3).isoformat()
+    page = db_planner.get("/planner/dashboard?since=1900-01-01").get_data(as_text=True)
+    columns = day_columns(page)
+    assert (columns[0], columns[-1]) == (days_ago(10).isoformat(), days_ago(5).isoformat()), (
+        "a far-off bound draws the days that have pairings"
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "problem"),
+    [pytest.param("since=yesterday", "since", "YYYY-MM-DD", id="word"),
+     pytest.param("since=2025-02-30", "since", "YYYY-MM-DD", id="no-such-day"),
+     pytest.param("until=2025-1-5", "until", "YYYY-MM-DD", id="short-month"),
+     pytest.param("until=2025-01-05T10:00", "until", "YYYY-MM-DD", id="with-time"),
+     pytest.param("since=99999-01-01", "since", "YYYY-MM-DD", id="five-digit-year"),
+     pytest.param("since=2025-03-02&until=2025-03-01", "until", "comes before", id="reversed"),
+     pytest.param("scope=everything", "scope", "all campaigns", id="unknown-scope")],
+)  # fmt: skip
+def test_bad_dashboard_filters_are_refused(
+    planner: FlaskClient, query: str, field: str, problem: str
+) -> None:
+    response = planner.get(f"/planner/dashboard?{query}")
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert problem in field_errors(page)[field]
+    assert 'role="alert"' in page and 'aria-invalid="true"' in page
+    export = planner.get(f"/planner/pairings.csv?{query}")
+    assert export.status_code == 400 and problem in export.get_data(as_text=True)
+
+
+def test_dashboard_before_any_pairing(planner: FlaskClient) -> None:
     page = planner.get("/planner/dashboard").get_data(as_text=True)
-    assert "No batch has been matched yet" in page
+    assert "No pairing was made with these filters yet" in page
+    assert '<dd id="total-pairings">0</dd>' in page
     assert "<svg" not in page
+
+
+def test_uploads_count_on_the_dashboard_once_stored(app: Flask, planner: FlaskClient) -> None:
+    rows = [(f"up-{number}", text) for number, text in enumerate(SHOPPER_TEXTS[:4])]
+    job_id = job_id_of(upload(planner, "a.csv", shopper_csv([*rows, ("bad", "")])))
+    view = wait_for(app, job_id)
+    assert view.status is Status.DONE and view.stored == len(rows)
+    pair(planner, SHOPPER_TEXTS[5], ref="api-1")
+    assert stored_refs(app) == Counter([ref for ref, _ in rows] + ["api-1"])
+    assert stored_texts(app) == [], "an upload's texts are never kept"
+    page = planner.get("/planner/dashboard").get_data(as_text=True)
+    assert f'<dd id="total-pairings">{len(rows) + 1}</dd>' in page
+    exported = read_csv(planner.get("/planner/pairings.csv").data)
+    assert [row["source"] for row in exported] == ["upload"] * len(rows) + ["api"]
+
+
+def test_csv_export_has_the_filtered_pairings_escaped_and_no_text(
+    db_app: Flask, db_planner: FlaskClient, tmp_path: Path
+) -> None:
+    secret = "MY-PRIVATE-TEXT-77"
+    refs = ["=HYPERLINK(1)", "+15551234", "-7", "@SUM(A1)", 'plain, with "quotes"']
+    answers = {}
+    for number, ref in enumerate(refs):
+        answers[ref] = pair(db_planner, f"{secret} {SHOPPER_TEXTS[number]}", ref=ref, consent=True)
+        move_to(db_app, ref, days_ago(len(refs) - number))
+    seaside = add_campaign(db_planner, write_roster(tmp_path / "seaside"))
+    pair(db_planner, "sailing at the beach", ref="sea-1", slug=seaside, consent=True)
+    assert len(stored_texts(db_app)) == len(refs) + 1, "the texts are kept, with consent"
+
+    response = db_planner.get("/planner/pairings.csv")
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    assert response.headers["Content-Disposition"] == 'attachment; filename="pairings-default.csv"'
+    body = response.get_data(as_text=True)
+    assert secret not in body and "sailing" not in body
+    rows = list(csv.DictReader(io.StringIO(body)))
+    assert [row["shopper_ref"] for row in rows] == [
+        "'=HYPERLINK(1)", "'+15551234", "'-7", "'@SUM(A1)", 'plain, with "quotes"'
+    ]  # fmt: skip
+    for row, ref in zip(rows, refs, strict=True):
+        answer = answers[ref]["matches"][0]
+        assert row["celebrity_id"] == answer["celebrity_id"]
+        assert row["score"] == f"{answer['score']:.4f}"
+        assert (row["campaign"], row["source"], row["consent_version"]) == ("default", "api", "1")
+        assert row["created_at"].startswith(days_ago(len(refs) - refs.index(ref)).isoformat())
+
+    since, until = days_ago(4), days_ago(3)
+    response = db_planner.get(f"/planner/pairings.csv?since={since}&until={until}")
+    assert response.headers["Content-Disposition"] == (
+        f'attachment; filename="pairings-default-from-{since}-to-{until}.csv"'
+    )
+    assert [row["shopper_ref"] for row in read_csv(response.data)] == ["'+15551234", "'-7"]
+
+    everything = read_csv(db_planner.get("/planner/pairings.csv?scope=all").data)
+    assert [row["campaign"] for row in everything] == ["default"] * len(refs) + [seaside]
+    only_sea = db_planner.get(f"/planner/pairings.csv?campaign={seaside}")
+    assert only_sea.headers["Content-Disposition"].endswith(f'filename="pairings-{seaside}.csv"')
+    assert [row["shopper_ref"] for row in read_csv(only_sea.data)] == ["sea-1"]
+
+    page = db_planner.get(f"/planner/dashboard?scope=all&since={since}").get_data(as_text=True)
+    assert f"/planner/pairings.csv?scope=all&amp;since={since}" in page, (
+        "the export keeps the filters"
+    )
 
 
 def test_bar_chart_escapes_labels_and_uses_no_style() -> None:
@@ -1174,30 +1502,148 @@ def test_histogram_keeps_empty_bins_between_used_ones() -> None:
     assert charts.score_bins({}, 0.05) == []
 
 
+def test_per_day_fills_every_day_and_orders_series_by_roster() -> None:
+    first = date(2025, 3, 30)
+    counts = [
+        (date(2025, 4, 2), "b", 2),
+        (first, "a", 1),
+        (date(2025, 4, 2), "zz-gone", 1),
+        (first, "b", 3),
+        (date(2025, 4, 1), "a", 0),
+    ]
+    days, series = charts.per_day(counts, {"a": "Ann", "b": "Bo", "c": "Cy"})
+    assert days == [first + timedelta(days=n) for n in range(4)], "across the month's end"
+    assert [(s.key, s.label, s.values) for s in series] == [
+        ("a", "Ann", (1, 0, 0, 0)), ("b", "Bo", (3, 0, 0, 2)), ("zz-gone", "zz-gone", (0, 0, 0, 1))
+    ]  # fmt: skip
+    days, _ = charts.per_day(counts, {}, first=date(2025, 3, 28), last=date(2025, 4, 3))
+    assert len(days) == 7
+    assert charts.per_day([], {"a": "Ann"}) == ([], [])
+
+
+def test_stacked_days_draws_stacks_a_legend_and_escapes() -> None:
+    days = [date(2025, 3, 1), date(2025, 3, 2)]
+    series = [charts.Series("a&b", "<i>Ann</i>", (2, 0)), charts.Series("b", "Bo", (1, 3))]
+    svg = charts.stacked_days(days, series, chart_id="d", title="Per <day>", description="d & e")
+    assert "<i>" not in svg and "&lt;i&gt;Ann&lt;/i&gt;" in svg
+    assert '<title id="d-title">Per &lt;day&gt;</title>' in svg and 'role="img"' in svg
+    assert "style=" not in svg
+    assert re.findall(r'data-day="([^"]+)" data-total="(\d+)"', svg) == [
+        ("2025-03-01", "3"), ("2025-03-02", "3")
+    ]  # fmt: skip
+    segments = re.findall(
+        r'data-key="([^"]+)" data-value="(\d+)" x="[\d.]+" y="([\d.]+)" width="[\d.]+" '
+        r'height="([\d.]+)" fill="(#\w+)"',
+        svg,
+    )
+    assert [(key, value) for key, value, *_ in segments] == [
+        ("a&amp;b", "2"), ("b", "1"), ("b", "3")
+    ]  # fmt: skip
+    (_, _, y_a, h_a, fill_a), (_, _, y_b, h_b, fill_b), (_, _, y_full, h_full, _) = segments
+    assert abs(float(y_b) + float(h_b) - float(y_a)) < 0.2, "Bo sits on Ann's segment"
+    assert float(h_full) > float(h_a) > float(h_b) and fill_a != fill_b
+    assert re.findall(r'<g class="legend-item" data-key="([^"]+)"', svg) == ["a&amp;b", "b"]
+    assert "Bo (4)" in svg
+
+
 # -- settings ---------------------------------------------------------------------------
 
 
-def test_settings_are_saved_and_used(app: Flask, planner: FlaskClient) -> None:
-    response = post(
-        planner,
-        "/planner/settings",
-        {
-            "embed_origins": "https://Shop.Example\nhttp://localhost:8000\n",
-            "moods": "calm, sunny\nsunny",
-            "scents": "woody",
-        },
+def test_settings_are_saved_and_used(db_app: Flask, db_planner: FlaskClient) -> None:
+    before = campaign(db_app)
+    form = settings_form(
+        before,
+        name="Lueur autumn",
+        brand="Maison Aurelle",
+        embed_origins="https://Shop.Example\nhttp://localhost:8000\n",
+        moods="calm, sunny\nsunny",
+        scents="woody",
+        consent_text="Keep my words for a week.\r\nThen delete them.",
+        consent_version="2",
+        retention_days="7",
     )
-    assert response.status_code == 303
-    assert app.extensions["matcher.settings_store"].load() == {
+    del form["store_text"]
+    response = post(db_planner, "/planner/settings", form)
+    assert response.status_code == 303, response.get_data(as_text=True)
+    assert response.headers["Location"] == "/planner/settings"
+    saved = campaign(db_app)
+    assert saved.model_dump(exclude={"updated_at", "index_version"}) == {
+        **before.model_dump(exclude={"updated_at", "index_version"}),
+        "name": "Lueur autumn",
+        "brand": "Maison Aurelle",
         "embed_origins": ["https://shop.example", "http://localhost:8000"],
         "quick_picks": {"moods": ["calm", "sunny"], "scents": ["woody"]},
+        "consent_text": "Keep my words for a week.\nThen delete them.",
+        "consent_version": "2",
+        "retention_days": 7,
+        "store_text": False,
     }
-    page = planner.get("/planner/settings").get_data(as_text=True)
+    page = db_planner.get("/planner/settings").get_data(as_text=True)
     assert "Settings saved." in page
     assert "https://shop.example\nhttp://localhost:8000</textarea>" in page
-    assert 'value="sunny"' in planner.get("/").get_data(as_text=True)
-    csp = planner.get("/embed").headers["Content-Security-Policy"]
+    assert 'value="sunny"' in db_planner.get("/").get_data(as_text=True)
+    csp = db_planner.get("/embed").headers["Content-Security-Policy"]
     assert "frame-ancestors https://shop.example http://localhost:8000" in csp
+    answer = pair(db_planner, SHOPPER_TEXTS[0], consent=True)
+    assert answer["text_stored"] is False, "the campaign keeps no text any more"
+    assert stored_texts(db_app) == []
+
+
+def test_settings_of_another_campaign_are_its_own(
+    db_app: Flask, db_planner: FlaskClient, tmp_path: Path
+) -> None:
+    seaside = add_campaign(db_planner, write_roster(tmp_path / "seaside"))
+    default_before = campaign(db_app)
+    page = db_planner.get(f"/planner/settings?campaign={seaside}").get_data(as_text=True)
+    assert "Settings of Seaside summer" in page
+    assert f'action="/planner/settings?campaign={seaside}"' in page
+    moved = write_roster(tmp_path / "moved")
+    form = settings_form(
+        campaign(db_app, seaside),
+        embed_origins="https://coast.example",
+        moods="breezy",
+        profiles_dir=str(moved),
+    )
+    response = post(db_planner, f"/planner/settings?campaign={seaside}", form)
+    assert response.status_code == 303, response.get_data(as_text=True)
+    assert response.headers["Location"] == f"/planner/settings?campaign={seaside}"
+    saved = campaign(db_app, seaside)
+    assert saved.embed_origins == ["https://coast.example"]
+    assert saved.profiles_dir == str(moved)
+    assert campaign(db_app) == default_before, "the default campaign is untouched"
+    embed = db_planner.get(f"/c/{seaside}/embed")
+    assert "frame-ancestors https://coast.example" in embed.headers["Content-Security-Policy"]
+    assert 'value="breezy"' in db_planner.get(f"/c/{seaside}/").get_data(as_text=True)
+    assert 'value="breezy"' not in db_planner.get("/").get_data(as_text=True)
+
+
+def test_the_default_campaign_keeps_the_servers_roster(
+    db_app: Flask, db_planner: FlaskClient, tmp_path: Path
+) -> None:
+    page = db_planner.get("/planner/settings").get_data(as_text=True)
+    assert 'name="profiles_dir"' not in page and "MATCHER_PROFILES" in page
+    before = campaign(db_app)
+    form = settings_form(before, profiles_dir=str(write_roster(tmp_path / "elsewhere")))
+    assert post(db_planner, "/planner/settings", form).status_code == 303
+    assert campaign(db_app).profiles_dir == before.profiles_dir
+
+
+def test_changing_the_consent_notice_needs_a_new_version(
+    db_app: Flask, db_planner: FlaskClient
+) -> None:
+    before = campaign(db_app)
+    changed = "Keep what I wrote for ten years."
+    response = post(db_planner, "/planner/settings", settings_form(before, consent_text=changed))
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert "give it a new version" in field_errors(page)["consent_version"]
+    assert changed in page, "what was typed is kept"
+    assert campaign(db_app) == before
+    same = settings_form(before, consent_text=before.consent_text.replace("\n", "\r\n") + "  ")
+    assert post(db_planner, "/planner/settings", same).status_code == 303, "no real change"
+    form = settings_form(before, consent_text=changed, consent_version="2")
+    assert post(db_planner, "/planner/settings", form).status_code == 303
+    assert (campaign(db_app).consent_text, campaign(db_app).consent_version) == (changed, "2")
 
 
 @pytest.mark.parametrize(
@@ -1208,20 +1654,42 @@ def test_settings_are_saved_and_used(app: Flask, planner: FlaskClient) -> None:
      pytest.param("embed_origins", "https://ok.example\njavascript:alert(1)", "must look like", id="origin-script"),
      pytest.param("moods", " , ", "at least one", id="no-moods"),
      pytest.param("scents", "x" * 41, "under 40 characters", id="over-long-pick"),
-     pytest.param("scents", ",".join(f"s{n}" for n in range(21)), "at most 20", id="too-many-picks")],
+     pytest.param("scents", ",".join(f"s{n}" for n in range(21)), "at most 20", id="too-many-picks"),
+     pytest.param("name", "  ", "Fill this in", id="blank-name"),
+     pytest.param("brand", "b" * 201, "200 characters at most", id="over-long-brand"),
+     pytest.param("consent_version", "", "Fill this in", id="blank-version"),
+     pytest.param("retention_days", "0", "from 1 to 3650", id="no-retention"),
+     pytest.param("retention_days", "3651", "from 1 to 3650", id="retention-over-ten-years"),
+     pytest.param("retention_days", "30.5", "from 1 to 3650", id="retention-fraction"),
+     pytest.param("retention_days", "a month", "from 1 to 3650", id="retention-words")],
 )  # fmt: skip
 def test_bad_settings_are_refused_and_nothing_is_saved(
-    app: Flask, planner: FlaskClient, field: str, value: str, problem: str
+    db_app: Flask, db_planner: FlaskClient, field: str, value: str, problem: str
 ) -> None:
-    form = {"embed_origins": "https://shop.example", "moods": "calm", "scents": "woody"}
-    form[field] = value
-    response = post(planner, "/planner/settings", form)
+    before = campaign(db_app)
+    form = settings_form(before, **{field: value})
+    response = post(db_planner, "/planner/settings", form)
     assert response.status_code == 400
     page = response.get_data(as_text=True)
-    assert "Nothing was saved" in page and problem in page
+    assert "Nothing was saved" in page
+    errors = field_errors(page)
+    assert list(errors) == [field] and problem in errors[field]
     assert 'aria-invalid="true"' in page
     assert str(escape(value)) in page, "what was typed is kept for correcting"
-    assert app.extensions["matcher.settings_store"].load() == {}
+    assert campaign(db_app) == before
+
+
+def test_a_moved_roster_must_load(db_app: Flask, db_planner: FlaskClient, tmp_path: Path) -> None:
+    seaside = add_campaign(db_planner, write_roster(tmp_path / "seaside"))
+    before = campaign(db_app, seaside)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for folder, problem in ((tmp_path / "missing", "not found"), (empty, "no profile files")):
+        form = settings_form(before, profiles_dir=str(folder))
+        response = post(db_planner, f"/planner/settings?campaign={seaside}", form)
+        assert response.status_code == 400
+        assert problem in field_errors(response.get_data(as_text=True))["profiles_dir"]
+    assert campaign(db_app, seaside) == before
 
 
 def test_settings_say_when_the_environment_wins(tmp_path: Path, sample_matcher: Matcher) -> None:
@@ -1231,11 +1699,292 @@ def test_settings_say_when_the_environment_wins(tmp_path: Path, sample_matcher: 
     page = client.get("/planner/settings").get_data(as_text=True)
     assert "MATCHER_EMBED_ORIGINS environment variable is set" in page
     assert "https://env.example" in page
+    seaside = add_campaign(client, write_roster(tmp_path / "seaside"))
+    page = client.get(f"/planner/settings?campaign={seaside}").get_data(as_text=True)
+    assert "environment variable is set" not in page, "it wins for the default campaign only"
 
 
 def test_without_an_environment_setting_there_is_no_such_note(planner: FlaskClient) -> None:
     page = planner.get("/planner/settings").get_data(as_text=True)
     assert "environment variable is set" not in page
+
+
+# -- campaigns --------------------------------------------------------------------------
+
+
+def test_a_campaign_is_created_listed_and_selected(
+    db_app: Flask, db_planner: FlaskClient, tmp_path: Path
+) -> None:
+    folder = write_roster(tmp_path / "seaside")
+    response = post(db_planner, "/planner/campaigns", new_campaign_form(folder))
+    assert response.status_code == 303, response.get_data(as_text=True)
+    assert response.headers["Location"] == "/planner/campaigns?campaign=seaside"
+    created = campaign(db_app, "seaside")
+    assert created.model_dump(include={
+        "name", "brand", "profiles_dir", "embed_origins", "quick_picks", "consent_text",
+        "consent_version", "retention_days", "store_text",
+    }) == {
+        "name": "Seaside summer", "brand": "Lueur Marine", "profiles_dir": str(folder),
+        "embed_origins": ["https://sea.example"],
+        "quick_picks": {"moods": ["calm", "sunny"], "scents": ["salty"]},
+        "consent_text": "Keep what I wrote for 30 days.", "consent_version": "sea-1",
+        "retention_days": 30, "store_text": True,
+    }  # fmt: skip
+
+    page = db_planner.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Campaign Seaside summer created" in page
+    assert re.search(r'<option value="seaside" selected>', page), "the switcher shows it"
+    row = page[page.index('<tr data-campaign="seaside"') :]
+    cells = re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row[: row.index("</tr>")], flags=re.S)
+    assert "Seaside summer" in cells[0]
+    assert cells[1:7] == [
+        "Lueur Marine", "<code>seaside</code>", f"<code>{folder}</code>", "30 days",
+        "yes, with consent", "sea-1",
+    ]  # fmt: skip
+    assert "http://localhost/c/seaside/" in cells[7]
+    assert 'value="sunny"' in db_planner.get("/c/seaside/").get_data(as_text=True)
+    answer = pair(db_planner, "sailing every morning", slug="seaside", consent=True)
+    assert answer["campaign"] == "seaside" and answer["text_stored"] is True
+
+
+BAD_CAMPAIGNS = [
+    pytest.param({"slug": "Spring 2025"}, "slug", "lower-case letters", id="slug-with-capitals"),
+    pytest.param({"slug": "-spring"}, "slug", "lower-case letters", id="slug-leading-dash"),
+    pytest.param({"slug": "s" * 41}, "slug", "lower-case letters", id="slug-too-long"),
+    pytest.param({"slug": ""}, "slug", "lower-case letters", id="no-slug"),
+    pytest.param({"slug": "default"}, "slug", "already a campaign", id="slug-taken"),
+    pytest.param({"name": ""}, "name", "Fill this in", id="no-name"),
+    pytest.param({"brand": "   "}, "brand", "Fill this in", id="blank-brand"),
+    pytest.param({"profiles_dir": ""}, "profiles_dir", "Fill this in", id="no-roster"),
+    pytest.param({"profiles_dir": "/no/such/folder"}, "profiles_dir", "not found", id="missing-roster"),
+    pytest.param({"embed_origins": "sea.example"}, "embed_origins", "must look like", id="bad-origin"),
+    pytest.param({"moods": ""}, "moods", "at least one", id="no-moods"),
+    pytest.param({"consent_text": ""}, "consent_text", "Fill this in", id="no-consent-text"),
+    pytest.param({"consent_text": "c" * 4001}, "consent_text", "4000 characters", id="long-consent"),
+    pytest.param({"consent_version": "v" * 41}, "consent_version", "40 characters", id="long-version"),
+    pytest.param({"retention_days": "-5"}, "retention_days", "from 1 to 3650", id="negative-retention"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("changes", "field", "problem"), BAD_CAMPAIGNS)
+def test_bad_campaigns_are_refused_field_by_field(
+    db_app: Flask,
+    db_planner: FlaskClient,
+    tmp_path: Path,
+    changes: dict[str, str],
+    field: str,
+    problem: str,
+) -> None:
+    form = new_campaign_form(write_roster(tmp_path / "seaside"), **changes)
+    response = post(db_planner, "/planner/campaigns", form)
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert "The campaign was not created" in page
+    errors = field_errors(page)
+    assert list(errors) == [field] and problem in errors[field]
+    for name, value in form.items():
+        if name not in ("token", "store_text"):
+            assert str(escape(value.strip() if name == "slug" else value)) in page, name
+    assert 'name="store_text" value="yes" checked' in page
+    assert [c.slug for c in list_campaigns(database(db_app))] == ["default"]
+
+
+def test_every_problem_is_shown_at_once(planner: FlaskClient, tmp_path: Path) -> None:
+    form = new_campaign_form(
+        tmp_path / "missing", slug="Bad Slug", name="", embed_origins="x", retention_days="0"
+    )
+    response = post(planner, "/planner/campaigns", form)
+    assert response.status_code == 400
+    errors = field_errors(response.get_data(as_text=True))
+    assert set(errors) == {"slug", "name", "profiles_dir", "embed_origins", "retention_days"}
+
+
+def test_switching_campaigns_changes_every_page(
+    db_app: Flask, db_planner: FlaskClient, tmp_path: Path
+) -> None:
+    folder = write_roster(tmp_path / "seaside")
+    seaside = add_campaign(db_planner, folder)
+    page = db_planner.get(f"/planner/?campaign={seaside}").get_data(as_text=True)
+    summary = page[page.index('<table class="roster">') :]
+    assert re.findall(r'<tr data-celebrity-id="([^"]+)"', summary[: summary.index("</table>")]) == [
+        "library", "ocean", "stage"
+    ]  # fmt: skip
+    nav = page[page.index('<nav class="planner-nav"') :]
+    links = re.findall(r'href="(/planner/[^"]*)"', nav[: nav.index("</nav>")])
+    assert links and all(link.endswith(f"campaign={seaside}") for link in links), links
+    assert f"/planner/?lang=zh&amp;campaign={seaside}" in page, "languages keep it too"
+    switcher = page[page.index('class="campaign-switch"') :]
+    assert re.findall(r'<option value="([^"]+)"', switcher[: switcher.index("</form>")]) == [
+        "default", seaside
+    ]  # fmt: skip
+
+    ranking = post(db_planner, f"/planner/try?campaign={seaside}", {"text": "surfing at sea"})
+    assert ranked_ids(ranking.get_data(as_text=True))[0] == "ocean"
+    assert len(ranked_ids(ranking.get_data(as_text=True))) == 3
+
+    text = "a walk in the park"
+    before = ranked_ids(
+        post(db_planner, f"/planner/try?campaign={seaside}", {"text": text}).get_data(as_text=True)
+    )
+    response = post(
+        db_planner,
+        f"/planner/corrections?campaign={seaside}",
+        {"text": text, "right": before[-1], "wrong": before[0]},
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert (folder / "corrections.jsonl").exists()
+    assert not (Path(db_app.config["MATCHER_PROFILES"]) / "corrections.jsonl").exists()
+    assert ranked_ids(response.get_data(as_text=True))[0] == before[-1], "applied at once"
+
+    response = post(db_planner, f"/planner/refresh?campaign={seaside}", {})
+    assert response.headers["Location"] == f"/planner/?campaign={seaside}"
+
+    snippet = db_planner.get(f"/planner/embed?campaign={seaside}").get_data(as_text=True)
+    assert escape('src="http://localhost/c/seaside/embed"') in snippet
+    assert "Sites allowed to embed it now: https://sea.example." in snippet
+    default = db_planner.get("/planner/").get_data(as_text=True)
+    assert 'data-celebrity-id="chen-an"' in default and 'data-celebrity-id="ocean"' not in default
+
+
+@pytest.mark.parametrize(
+    "slug",
+    [pytest.param("nope", id="unknown"), pytest.param("Nope", id="capitals"),
+     pytest.param("..%2Fetc", id="path"), pytest.param("x" * 300, id="long")],
+)  # fmt: skip
+@pytest.mark.parametrize(
+    "path", ["/planner/", "/planner/dashboard", "/planner/settings", "/planner/pairings.csv"]
+)
+def test_an_unknown_campaign_is_a_clear_404(planner: FlaskClient, slug: str, path: str) -> None:
+    response = planner.get(f"{path}?campaign={slug}")
+    assert response.status_code == 404
+    page = response.get_data(as_text=True)
+    assert "There is no campaign" in page and "/planner/campaigns" in page
+    response = post(planner, f"/planner/settings?campaign={slug}", {"name": "x"})
+    assert response.status_code == 404
+
+
+def test_login_comes_back_to_the_campaign(client: FlaskClient) -> None:
+    response = client.get("/planner/dashboard?campaign=default&since=2025-01-01")
+    assert response.status_code == 302
+    target = "/planner/dashboard?campaign=default&since=2025-01-01"
+    data = {"token": token(client.application), "user": "planner", "password": PASSWORD}  # type: ignore[arg-type]
+    response = client.post("/planner/login", data={**data, "next": target})
+    assert response.headers["Location"] == target
+
+
+# -- privacy requests -------------------------------------------------------------------
+
+
+def test_a_shoppers_data_is_exported_then_deleted(
+    db_app: Flask, db_planner: FlaskClient, tmp_path: Path
+) -> None:
+    seaside = add_campaign(db_planner, write_roster(tmp_path / "seaside"))
+    secret = "MY-PRIVATE-TEXT-91 slow mornings with oolong tea"
+    pair(db_planner, secret, ref="ana", consent=True)
+    pair(db_planner, "sailing at the beach", ref="ana", slug=seaside)
+    pair(db_planner, SHOPPER_TEXTS[1], ref="bo", consent=True)
+    assert stored_refs(db_app) == {"ana": 2, "bo": 1}
+
+    response = post(db_planner, "/planner/privacy", {"action": "export", "ref": " ana "})
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    assert response.headers["Content-Disposition"] == 'attachment; filename="shopper-ana.json"'
+    exported = json.loads(response.data)
+    assert exported["shopper_ref"] == "ana"
+    assert [(p["campaign"], p["text"]) for p in exported["pairings"]] == [
+        ("default", secret), (seaside, None)
+    ]  # fmt: skip
+
+    response = post(db_planner, "/planner/privacy", {"action": "delete", "ref": "ana"})
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "Delete everything held on ana?" in page
+    assert "2 pairings, 1 of them with the shopper's text:" in page
+    assert "<li>Lueur launch: 1</li>" in page and "<li>Seaside summer: 1</li>" in page
+    assert secret not in page
+    assert stored_refs(db_app) == {"ana": 2, "bo": 1}, "nothing is deleted before confirming"
+
+    response = post(db_planner, "/planner/privacy", {"action": "confirm-delete", "ref": "ana"})
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "Deleted 2 pairings of the reference ana, texts included." in page
+    assert "The database files were cleaned too" in page
+    assert stored_refs(db_app) == {"bo": 1}
+    assert stored_texts(db_app) == [SHOPPER_TEXTS[1]]
+
+    response = post(db_planner, "/planner/privacy", {"action": "export", "ref": "ana"})
+    assert response.status_code == 404
+    assert (
+        "Nothing is held on the reference ana"
+        in field_errors(response.get_data(as_text=True))["ref"]
+    )
+    again = post(db_planner, "/planner/privacy", {"action": "confirm-delete", "ref": "ana"})
+    assert "Deleted 0 pairings" in again.get_data(as_text=True)
+
+
+def test_an_odd_reference_makes_a_safe_file_name(db_planner: FlaskClient) -> None:
+    ref = '../"evil" ref/x'
+    pair(db_planner, SHOPPER_TEXTS[0], ref=ref)
+    response = post(db_planner, "/planner/privacy", {"action": "export", "ref": ref})
+    assert response.status_code == 200
+    assert response.headers["Content-Disposition"] == (
+        'attachment; filename="shopper-____evil__ref_x.json"'
+    )
+    assert json.loads(response.data)["shopper_ref"] == ref
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [pytest.param({"action": "export", "ref": "  "}, 400, id="blank-ref"),
+     pytest.param({"action": "delete"}, 400, id="no-ref"),
+     pytest.param({"action": "confirm-delete", "ref": "r" * 201}, 400, id="long-ref"),
+     pytest.param({"action": "delete", "ref": "nobody"}, 404, id="unknown-ref"),
+     pytest.param({"action": "explode", "ref": "kept"}, 400, id="unknown-action")],
+)  # fmt: skip
+def test_bad_privacy_requests_change_nothing(
+    app: Flask, planner: FlaskClient, data: dict[str, str], status: int
+) -> None:
+    pair(planner, SHOPPER_TEXTS[0], ref="kept")
+    response = post(planner, "/planner/privacy", data)
+    assert response.status_code == status
+    assert 'role="alert"' in response.get_data(as_text=True)
+    assert stored_refs(app) == {"kept": 1}
+
+
+def test_the_purge_counts_then_deletes_what_is_past_retention(
+    db_app: Flask, db_planner: FlaskClient, tmp_path: Path
+) -> None:
+    seaside = add_campaign(db_planner, write_roster(tmp_path / "seaside"))  # 30 days
+    for ref, slug, age in [("old-default", None, 200), ("new-default", None, 100),
+                           ("old-sea", seaside, 40), ("new-sea", seaside, 20)]:  # fmt: skip
+        pair(db_planner, "sailing and tea", ref=ref, slug=slug, consent=True)
+        move_to(db_app, ref, days_ago(age))
+
+    def purge_table(page: str) -> dict[str, int]:
+        return {
+            slug: int(count)
+            for slug, count in re.findall(
+                r'<tr data-campaign="([^"]+)"><th scope="row">[^<]*</th><td class="number">(\d+)',
+                page,
+            )
+        }
+
+    response = post(db_planner, "/planner/privacy", {"action": "dry-run"})
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "Trial run: pairings that the purge would delete" in page
+    assert purge_table(page) == {"default": 1, seaside: 1}
+    assert '<td class="number" id="purge-total">2</td>' in page
+    assert len(stored_refs(db_app)) == 4, "a trial run deletes nothing"
+
+    response = post(db_planner, "/planner/privacy", {"action": "purge"})
+    page = response.get_data(as_text=True)
+    assert "Pairings deleted by the purge" in page
+    assert purge_table(page) == {"default": 1, seaside: 1}
+    assert "Database files:" in page
+    assert set(stored_refs(db_app)) == {"new-default", "new-sea"}
+    response = post(db_planner, "/planner/privacy", {"action": "purge"})
+    assert purge_table(response.get_data(as_text=True)) == {"default": 0, seaside: 0}
 
 
 # -- embed snippet ----------------------------------------------------------------------
@@ -1264,8 +2013,10 @@ def test_planner_pages_keep_the_csp_and_label_every_control(
     login(client)
     job_id = job_id_of(upload(client, "a.csv", shopper_csv([("1", SHOPPER_TEXTS[0]), ("2", "")])))
     wait_for(app, job_id)
+    pair(client, SHOPPER_TEXTS[0], ref="one")
     for path in ("/planner/", "/planner/try", "/planner/batches", f"/planner/batches/{job_id}",
-                 "/planner/dashboard", "/planner/settings", "/planner/embed"):  # fmt: skip
+                 "/planner/dashboard", "/planner/settings", "/planner/embed",
+                 "/planner/campaigns", "/planner/privacy"):  # fmt: skip
         response = client.get(path)
         assert response.status_code == 200, path
         assert response.headers["Cache-Control"] == "no-store"
@@ -1274,6 +2025,11 @@ def test_planner_pages_keep_the_csp_and_label_every_control(
     pages["ranking"] = post(client, "/planner/try", {"text": SHOPPER_TEXTS[1]}).get_data(
         as_text=True
     )
+    pages["confirm-delete"] = post(
+        client, "/planner/privacy", {"action": "delete", "ref": "one"}
+    ).get_data(as_text=True)
+    pages["purge"] = post(client, "/planner/privacy", {"action": "dry-run"}).get_data(as_text=True)
+    pages["bad-campaign"] = post(client, "/planner/campaigns", {"name": ""}).get_data(as_text=True)
     for name, page in pages.items():
         check = check_page(page)
         assert check.inline_scripts == 0, name
@@ -1281,5 +2037,5 @@ def test_planner_pages_keep_the_csp_and_label_every_control(
         assert set(check.controls) <= check.labelled, (name, check.controls, check.labelled)
         assert "lang=None" not in page, name
     dashboard = check_page(pages["/planner/dashboard"])
-    assert len(dashboard.svgs) == 2
+    assert len(dashboard.svgs) == 3
     assert all(svg.get("role") == "img" and svg.get("aria-labelledby") for svg in dashboard.svgs)

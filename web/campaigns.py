@@ -44,7 +44,7 @@ from matcher.store.campaigns import note_index_version
 
 from .errors import ApiError
 from .jobs import StoreBatch
-from .roster import CHECK_INTERVAL, refresh_if_changed, roster_signature
+from .roster import CHECK_INTERVAL, refresh_if_changed, refresh_matcher, roster_signature
 from .settings import DEFAULT_QUICK_PICKS
 
 log = logging.getLogger(__name__)
@@ -176,6 +176,25 @@ def matcher_for(campaign: Campaign) -> Matcher:
                 gettext("This campaign is not available right now."),
             ) from None
         campaigns.slots[campaign.slug] = Slot(campaign.profiles_dir, matcher, signature)
+    return matcher
+
+
+def refresh_campaign(campaign: Campaign) -> Matcher:
+    """Reload the campaign's roster now, in this worker (others follow the folder's changes).
+
+    Raises:
+        MatcherError: the folder cannot be loaded; the campaign keeps its matcher.
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if campaign.slug == DEFAULT_SLUG:
+        return refresh_matcher(app)
+    folder = campaign.profiles_dir
+    signature = roster_signature(folder)
+    base: Matcher = app.extensions["matcher"]
+    matcher, _ = load_matcher(folder, encoder=base.encoder)
+    campaigns = state(app)
+    with campaigns.lock:
+        campaigns.slots[campaign.slug] = Slot(folder, matcher, signature)
     return matcher
 
 

@@ -11,8 +11,9 @@ attributes, and every label is escaped. Each chart names itself with
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 from markupsafe import Markup, escape
 
@@ -138,4 +139,142 @@ def histogram(bars: Sequence[Bar], *, chart_id: str, title: str, description: st
             )
         parts.append("</g>")
     parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+#: Series colours: the brand colour, then Okabe and Ito's palette (told apart with
+#: the common colour-vision deficiencies) and two greys/purples. Past ten series they
+#: repeat; the legend order, the segment tooltips and the table still tell them apart.
+SERIES_COLOURS = (
+    BAR_COLOUR,
+    "#0072b2",
+    "#d55e00",
+    "#009e73",
+    "#cc79a7",
+    "#56b4e9",
+    "#e69f00",
+    "#1d1a17",
+    "#999999",
+    "#7a4f9a",
+)
+
+
+@dataclass(frozen=True)
+class Series:
+    """One celebrity over time: a count per day, in the order of the chart's days."""
+
+    key: str
+    label: str
+    values: tuple[int, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(self.values)
+
+
+def per_day(
+    counts: Iterable[tuple[date, str, int]],
+    labels: Mapping[str, str],
+    *,
+    first: date | None = None,
+    last: date | None = None,
+) -> tuple[list[date], list[Series]]:
+    """Shape ``(day, key, count)`` rows into every day of a range and one series per key.
+
+    Args:
+        counts: counts per day and key, in any order (missing pairs count 0).
+        labels: the label of each key, in the order the series should take;
+            keys not in it follow, sorted, labelled with the key itself.
+        first, last: the range to cover; by default the first and last day
+            with a count. Days with no count are kept, so time runs evenly.
+
+    Returns:
+        The days, oldest first, and the series of every key with a count.
+    """
+    table: dict[str, dict[date, int]] = {}
+    for day, key, count in counts:
+        row = table.setdefault(key, {})
+        row[day] = row.get(day, 0) + count
+    used = [day for row in table.values() for day, count in row.items() if count]
+    if not used:
+        return [], []
+    start = first or min(used)
+    end = last or max(used)
+    days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
+    keys = [key for key in labels if key in table]
+    keys += sorted(key for key in table if key not in labels)
+    series = [
+        Series(key, labels.get(key, key), tuple(table[key].get(day, 0) for day in days))
+        for key in keys
+    ]
+    return days, [s for s in series if s.total]
+
+
+def stacked_days(
+    days: Sequence[date], series: Sequence[Series], *, chart_id: str, title: str, description: str
+) -> Markup:
+    """One column per day, stacked by series (first series at the bottom), with a legend.
+
+    Args:
+        days: the days, oldest first (see :func:`per_day`).
+        series: one count per day each, in legend order.
+        chart_id, title, description: as for :func:`bar_chart`.
+
+    Returns:
+        SVG markup, safe to put in a template as is. Each segment carries its
+        day, key and count as ``data-`` attributes and a tooltip title.
+    """
+    width, plot_height, left, right, top_pad, axis = 720, 220, 44, 8, 16, 40
+    legend_item, legend_row = 176, 22
+    plot_width = width - left - right
+    per_row = max(1, plot_width // legend_item)
+    legend_height = -(-len(series) // per_row) * legend_row
+    height = top_pad + plot_height + axis + legend_height + 8
+    slot = plot_width / max(1, len(days))
+    column = min(max(1.0, slot - 2), 48.0)
+    totals = [sum(s.values[n] for s in series) for n in range(len(days))]
+    top = max(totals, default=0)
+    every = max(1, math.ceil(len(days) / 8))
+    base = top_pad + plot_height
+    parts = [_svg_open(chart_id, width, height, title, description)]
+    parts.append(
+        f'<line x1="{left}" y1="{base}" x2="{width - right}" y2="{base}" stroke="{MUTED}"/>'
+        f'<text x="{left - 6}" y="{top_pad + 4}" text-anchor="end" fill="{MUTED}">{top}</text>'
+        f'<text x="{left - 6}" y="{base}" text-anchor="end" fill="{MUTED}">0</text>'
+    )
+    for number, day in enumerate(days):
+        x = left + number * slot + (slot - column) / 2
+        y = float(base)
+        parts.append(f'<g class="day" data-day="{day.isoformat()}" data-total="{totals[number]}">')
+        for index, one in enumerate(series):
+            count = one.values[number]
+            if not count:
+                continue
+            segment = plot_height * count / top
+            y -= segment
+            parts.append(
+                f'<rect class="segment" data-key="{escape(one.key)}" data-value="{count}" '
+                f'x="{x:.1f}" y="{y:.1f}" width="{column:.1f}" height="{segment:.1f}" '
+                f'fill="{SERIES_COLOURS[index % len(SERIES_COLOURS)]}" stroke="#ffffff">'
+                f"<title>{escape(one.label)}, {day.isoformat()}: {count}</title></rect>"
+            )
+        parts.append("</g>")
+        if number % every == 0:
+            parts.append(
+                f'<text x="{left + number * slot + slot / 2:.1f}" y="{base + 18}" '
+                f'text-anchor="middle" fill="{INK}">{day.isoformat()[5:]}</text>'
+            )
+    legend_top = base + axis
+    parts.append('<g class="legend">')
+    for index, one in enumerate(series):
+        x = left + (index % per_row) * legend_item
+        y = legend_top + (index // per_row) * legend_row
+        parts.append(
+            f'<g class="legend-item" data-key="{escape(one.key)}">'
+            f'<rect x="{x}" y="{y}" width="12" height="12" '
+            f'fill="{SERIES_COLOURS[index % len(SERIES_COLOURS)]}"/>'
+            f'<text x="{x + 18}" y="{y + 6}" dominant-baseline="middle" fill="{INK}">'
+            f"{escape(one.label)} ({one.total})</text></g>"
+        )
+    parts.append("</g></svg>")
     return Markup("".join(parts))

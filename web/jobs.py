@@ -692,7 +692,7 @@ class JobRegistry:
         try:
             with (
                 open(part, "w", encoding="utf-8", newline="") as handle,
-                open(spool_path, "w", encoding="utf-8") as spool,
+                open(spool_path if job.store else os.devnull, "w", encoding="utf-8") as spool,
             ):
                 writer = CsvPairingWriter(handle, job.k)
                 for item in match_rows(matcher, rows, k=job.k):
@@ -855,6 +855,7 @@ class JobRegistry:
         deleted = 0
         leftovers = [*self.folder.glob(f"{job_id}.upload.*"), self.output_path(job_id)]
         leftovers.append(self.folder / f".{job_id}.pairings.csv.part")
+        leftovers.append(self.folder / f".{job_id}.store.jsonl.part")
         for path in leftovers:
             try:
                 path.unlink()

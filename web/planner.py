@@ -1,8 +1,10 @@
 """The planner area at ``/planner``: behind a login, off until a password is configured.
 
-Planners check the roster, try a shopper text against the whole ranking,
-correct a wrong pairing, match a whole file of shoppers in the background,
-see how the batches paired, and edit the embedding settings.
+Planners manage the instance's campaigns, check a campaign's roster, try a
+shopper text against the whole ranking, correct a wrong pairing, match a whole
+file of shoppers in the background, follow the stored pairings on a dashboard
+(and export them), edit a campaign's settings and answer shoppers' privacy
+requests.
 
 - Login: one account from configuration (``MATCHER_PLANNER_USER`` and
   ``MATCHER_PLANNER_PASSWORD``, plain or a werkzeug hash), kept in Flask's
@@ -11,20 +13,31 @@ see how the batches paired, and edit the embedding settings.
   session ends at logout, after :data:`SESSION_HOURS`, or when the configured
   credentials change. Failed logins are counted per client address and
   refused for a while past :data:`MAX_FAILED_LOGINS`.
+- Campaigns: every page acts on the campaign named by ``?campaign=`` (the
+  default campaign without it); links and redirects within the area keep it.
 - Batches run in :mod:`web.jobs`, which keeps their state in the instance
-  folder, so every server worker shows the same jobs, downloads and totals;
+  folder, so every server worker shows the same jobs and downloads. The
+  dashboard reads the pairings stored in the database (:mod:`matcher.store`);
   charts are drawn by :mod:`web.charts`.
-- Shopper text is never logged here; bad rows are shown as line and reason.
+- Shopper text is never logged here, nor shown: bad rows are shown as line and
+  reason, exports of pairings leave the text out, and shopper references travel
+  in POST bodies, not in URLs.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import hmac
+import io
+import json
+import re
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -34,30 +47,61 @@ from flask import (
     Response,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
     send_file,
     session,
+    stream_with_context,
     url_for,
 )
 from flask_babel import gettext
+from pydantic import ValidationError
 from werkzeug.security import check_password_hash
 from werkzeug.utils import secure_filename
 from werkzeug.wrappers import Response as BaseResponse
 
-from matcher.batch import check_input, input_format
-from matcher.errors import BatchInputError, ConfigError, InputError, ProfileError
+from matcher.batch import check_input, escape_cell, input_format
+from matcher.errors import BatchInputError, ConfigError, InputError, MatcherError, ProfileError
 from matcher.feedback import add_correction
 from matcher.matching import DEFAULT_TOP_K, Matcher
 from matcher.profiles import Profile, load_profiles
+from matcher.store import (
+    DEFAULT_SLUG,
+    Campaign,
+    CampaignSettings,
+    PairingFilter,
+    create_campaign,
+    find_campaign,
+    list_campaigns,
+    update_campaign,
+)
+from matcher.store.campaigns import SLUG_PATTERN
+from matcher.store.pairings import (
+    EXPORT_COLUMNS,
+    celebrity_totals,
+    count_pairings,
+    daily_counts,
+    export_rows,
+    score_bins,
+)
+from matcher.store.privacy import delete_shopper, export_shopper, purge_expired
 
 from . import charts
+from .campaigns import (
+    batch_store,
+    campaign_settings,
+    current_campaign,
+    database,
+    forget,
+    lookup,
+    refresh_campaign,
+)
 from .errors import ApiError
 from .i18n import LANGUAGES, select_locale
 from .jobs import DEFAULT_TTL, SCORE_BIN_WIDTH, JobRegistry, Status
 from .pairing import current_matcher, facet_label
-from .roster import refresh_matcher
 from .security import check_form_post
 from .settings import DEFAULT_QUICK_PICKS, parse_origins
 
@@ -211,6 +255,43 @@ def require_login() -> BaseResponse | None:
     return redirect(url_for("planner.login", next=target, **_lang_args()))
 
 
+#: Pages that are the same whichever campaign is selected, and do not carry it.
+CAMPAIGN_FREE = frozenset({"planner.login", "planner.logout"})
+
+
+@bp.before_request
+def select_campaign() -> None:
+    """Point the request at the campaign in ``?campaign=`` (the default one without it).
+
+    Runs after the login check, so only a planner learns which campaigns exist.
+    """
+    if request.endpoint in CAMPAIGN_FREE:
+        return
+    slug = request.args.get("campaign", "").strip() or DEFAULT_SLUG
+    if not re.fullmatch(SLUG_PATTERN, slug) or lookup(slug) is None:
+        raise ApiError(
+            404,
+            "unknown_campaign",
+            gettext(
+                "There is no campaign %(slug)s. Choose one of the campaigns listed at %(url)s.",
+                slug=slug[:60],
+                url=url_for("planner.campaigns", campaign=None),
+            ),
+        )
+    g.campaign_slug = slug
+
+
+@bp.url_defaults
+def keep_campaign(endpoint: str, values: dict[str, Any]) -> None:
+    """Links and redirects within the area stay on the selected campaign.
+
+    Pass ``campaign=None`` to build a link without it (the default campaign).
+    """
+    slug = g.get("campaign_slug")
+    if slug and slug != DEFAULT_SLUG and endpoint not in CAMPAIGN_FREE:
+        values.setdefault("campaign", slug)
+
+
 @bp.after_request
 def no_store(response: Response) -> Response:
     # Rankings, corrections and pairings are not for shared caches or the back button.
@@ -220,9 +301,17 @@ def no_store(response: Response) -> Response:
 
 @bp.context_processor
 def planner_context() -> dict[str, Any]:
+    user = logged_in_user()
+    selected = None
+    choices: list[Campaign] = []
+    if user is not None and g.get("campaign_slug"):
+        selected = current_campaign()
+        choices = list_campaigns(database())
     return {
-        "planner_user": logged_in_user(),
+        "planner_user": user,
         "facet_label": facet_label,
+        "campaign": selected,
+        "campaign_choices": choices,
     }
 
 
@@ -326,19 +415,27 @@ def roster_entries(matcher: Matcher, folder: str | Path) -> tuple[list[RosterEnt
     return entries, None
 
 
+def roster_folder(campaign: Campaign) -> str:
+    """The campaign's roster folder; the default campaign's is the one the server started on."""
+    if campaign.slug == DEFAULT_SLUG:
+        return str(current_app.config["MATCHER_PROFILES"])
+    return campaign.profiles_dir
+
+
 @bp.get("/")
 def roster() -> str:
-    entries, problems = roster_entries(current_matcher(), current_app.config["MATCHER_PROFILES"])
+    entries, problems = roster_entries(current_matcher(), roster_folder(current_campaign()))
     return render_template("planner/roster.html", entries=entries, problems=problems)
 
 
 @bp.post("/refresh")
 def refresh() -> BaseResponse | tuple[str, int]:
     check_form_post()
+    campaign = current_campaign()
     try:
-        refresh_matcher(current_app)
-    except ProfileError as exc:
-        entries, _ = roster_entries(current_matcher(), current_app.config["MATCHER_PROFILES"])
+        refresh_campaign(campaign)
+    except MatcherError as exc:
+        entries, _ = roster_entries(current_matcher(), roster_folder(campaign))
         page = render_template("planner/roster.html", entries=entries, problems=str(exc))
         return page, 409
     flash(gettext("The index was refreshed: matching now uses the roster folder as it is."))
@@ -404,15 +501,14 @@ def correct() -> tuple[str, int]:
         error = gettext("Choose a celebrity other than the one the text was paired with.")
     if error is not None:
         return _try_page(text, error=error), 400
+    campaign = current_campaign()
     try:
-        add_correction(
-            current_app.config["MATCHER_PROFILES"], text, right, names.keys(), wrong=wrong
-        )
+        add_correction(roster_folder(campaign), text, right, names.keys(), wrong=wrong)
     except InputError as exc:
         return _try_page(text, error=str(exc)), 400
     try:
-        refresh_matcher(current_app)
-    except ProfileError as exc:
+        refresh_campaign(campaign)
+    except MatcherError as exc:
         notice = gettext(
             "Saved. The correction will apply after the next index refresh; "
             "refreshing now failed: %(problem)s",
@@ -450,7 +546,11 @@ def _batches_page(form: dict[str, Any], errors: dict[str, str]) -> str:
 
 @bp.route("/batches", methods=["GET", "POST"])
 def batches() -> BaseResponse | tuple[str, int]:
-    """Upload a shopper file; matching starts in the background and the job page follows it."""
+    """Upload a shopper file; matching starts in the background and the job page follows it.
+
+    Once the whole file is matched, its pairings are stored for the selected
+    campaign, in one transaction (without the shoppers' texts).
+    """
     form: dict[str, Any] = {"top_k": DEFAULT_TOP_K, "id_column": "id", "text_column": "text"}
     if request.method == "GET":
         return _batches_page(form, {}), 200
@@ -499,6 +599,7 @@ def batches() -> BaseResponse | tuple[str, int]:
         k=k,
         id_column=form["id_column"],
         text_column=form["text_column"],
+        store=batch_store(current_campaign(), matcher),
     )
     return redirect(url_for("planner.job", job_id=job_id, **_lang_args()), 303)
 
@@ -563,49 +664,173 @@ def download(job_id: str) -> Response:
 
 # -- dashboard --------------------------------------------------------------------------
 
+#: The dashboard's choice of campaigns: the selected one, or every campaign.
+SCOPES = ("campaign", "all")
+#: The per-day chart covers the filter's days up to this many; beyond, the days with pairings.
+MAX_CHART_DAYS = 366
+
+
+@dataclass(frozen=True)
+class Report:
+    """Which pairings the dashboard and the export cover, as typed and as a store filter."""
+
+    form: dict[str, str]
+    errors: dict[str, str]
+    where: PairingFilter
+
+    @property
+    def everywhere(self) -> bool:
+        return self.form["scope"] == "all"
+
+
+def _day(value: str) -> date:
+    """A day typed as YYYY-MM-DD (what ``<input type="date">`` sends)."""
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError(value)
+    return date.fromisoformat(value)
+
+
+def report_filter(campaign: Campaign) -> Report:
+    """The dashboard's filters from the query string: scope, ``since`` and ``until`` (UTC days)."""
+    form = {
+        "scope": request.args.get("scope", "campaign"),
+        "since": request.args.get("since", "").strip(),
+        "until": request.args.get("until", "").strip(),
+    }
+    errors: dict[str, str] = {}
+    if form["scope"] not in SCOPES:
+        errors["scope"] = gettext("Choose this campaign or all campaigns.")
+    days: dict[str, date | None] = {"since": None, "until": None}
+    for name in days:
+        if form[name]:
+            try:
+                days[name] = _day(form[name])
+            except ValueError:
+                errors[name] = gettext("Give a date as YYYY-MM-DD, such as 2025-03-31.")
+    since, until = days["since"], days["until"]
+    if since is not None and until is not None and since > until:
+        errors["until"] = gettext("The last day comes before the first day.")
+    where = PairingFilter(
+        campaign_id=None if form["scope"] == "all" else campaign.id, since=since, until=until
+    )
+    return Report(form, errors, where)
+
+
+def celebrity_labels(matcher: Matcher) -> dict[str, str]:
+    """Celebrities' names in the planner's language, in roster order."""
+    chinese = select_locale() == "zh"
+    return {p.id: p.name_zh if chinese else p.name for p in matcher.index.profiles}
+
 
 @bp.get("/dashboard")
-def dashboard() -> str:
-    """Pairings per celebrity and the spread of top scores, over every batch on this server."""
-    totals = job_registry(current_app).pairing_totals()
-    profiles = current_matcher().index.profiles
-    chinese = select_locale() == "zh"
-    per_celebrity = [
-        charts.Bar(p.id, p.name_zh if chinese else p.name, totals.per_celebrity.get(p.id, 0))
-        for p in profiles
-    ]
-    known = {p.id for p in profiles}
+def dashboard() -> tuple[str, int]:
+    """The stored pairings: per celebrity, per day and by top score, for the chosen filters."""
+    campaign = current_campaign()
+    report = report_filter(campaign)
+    context: dict[str, Any] = {"report": report, "total": 0}
+    if report.errors:
+        return render_template("planner/dashboard.html", **context), 400
+    db = database()
+    total = count_pairings(db, report.where)
+    context["total"] = total
+    if not total:
+        return render_template("planner/dashboard.html", **context), 200
+    labels = celebrity_labels(current_matcher())
+    counts = celebrity_totals(db, report.where)
+    # The selected campaign's roster, in order (zeros included); then any other celebrity
+    # paired (another campaign's, or one since removed from the roster), by id.
+    per_celebrity = [charts.Bar(key, label, counts.get(key, 0)) for key, label in labels.items()]
     per_celebrity += [
-        charts.Bar(key, totals.names.get(key, key), count)
-        for key, count in sorted(totals.per_celebrity.items())
-        if key not in known
+        charts.Bar(key, key, count) for key, count in sorted(counts.items()) if key not in labels
     ]
-    bins = charts.score_bins(totals.score_bins, SCORE_BIN_WIDTH)
-    bar_svg = charts.bar_chart(
-        per_celebrity,
-        chart_id="chart-celebrities",
-        title=gettext("Pairings per celebrity"),
-        description=gettext(
-            "How many of the %(n)d matched shoppers were paired first with each celebrity.",
-            n=totals.shoppers,
-        ),
-    )
-    histogram_svg = charts.histogram(
-        bins,
-        chart_id="chart-scores",
-        title=gettext("Top-1 scores"),
-        description=gettext(
-            "How many shoppers' best match scored in each band of %(width).2f.",
-            width=SCORE_BIN_WIDTH,
-        ),
-    )
-    return render_template(
-        "planner/dashboard.html",
-        totals=totals,
+    daily = daily_counts(db, report.where)
+    used = [day for day, _, count in daily if count]
+    first, last = report.where.since or min(used), report.where.until or max(used)
+    if (last - first).days >= MAX_CHART_DAYS:
+        # A far-off bound (a typo, or "since 2000"): draw the days that have pairings.
+        first, last = min(used), max(used)
+    days, series = charts.per_day(daily, labels, first=first, last=last)
+    bins = charts.score_bins(score_bins(db, report.where, SCORE_BIN_WIDTH), SCORE_BIN_WIDTH)
+    context.update(
         per_celebrity=per_celebrity,
+        days=days,
+        series=series,
+        day_totals=[sum(one.values[n] for one in series) for n in range(len(days))],
         bins=bins,
-        bar_svg=bar_svg,
-        histogram_svg=histogram_svg,
+        bar_svg=charts.bar_chart(
+            per_celebrity,
+            chart_id="chart-celebrities",
+            title=gettext("Pairings per celebrity"),
+            description=gettext(
+                "How many of the %(n)d pairings went to each celebrity.",
+                n=total,
+            ),
+        ),
+        days_svg=charts.stacked_days(
+            days,
+            series,
+            chart_id="chart-days",
+            title=gettext("Pairings per day"),
+            description=gettext(
+                "Pairings on each day from %(first)s to %(last)s (UTC), "
+                "one column per day, stacked by celebrity: %(legend)s.",
+                first=days[0].isoformat() if days else "",
+                last=days[-1].isoformat() if days else "",
+                legend=", ".join(f"{s.label} {s.total}" for s in series),
+            ),
+        ),
+        histogram_svg=charts.histogram(
+            bins,
+            chart_id="chart-scores",
+            title=gettext("Top-1 scores"),
+            description=gettext(
+                "How many shoppers' best match scored in each band of %(width).2f.",
+                width=SCORE_BIN_WIDTH,
+            ),
+        ),
+    )
+    return render_template("planner/dashboard.html", **context), 200
+
+
+def _report_filename(campaign: Campaign, report: Report) -> str:
+    parts = ["pairings", "all-campaigns" if report.everywhere else campaign.slug]
+    if report.where.since is not None:
+        parts.append(f"from-{report.where.since.isoformat()}")
+    if report.where.until is not None:
+        parts.append(f"to-{report.where.until.isoformat()}")
+    return "-".join(parts) + ".csv"
+
+
+@bp.get("/pairings.csv")
+def export_pairings() -> Response:
+    """The dashboard's pairings as CSV, streamed: one row per pairing, never the shopper's text.
+
+    Every cell is escaped against spreadsheet formulas, as in batch downloads.
+    """
+    campaign = current_campaign()
+    report = report_filter(campaign)
+    if report.errors:
+        raise ApiError(400, "bad_filter", " ".join(report.errors.values()))
+    db = database()
+
+    def lines() -> Iterator[str]:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(EXPORT_COLUMNS)
+        for number, row in enumerate(export_rows(db, report.where), start=1):
+            writer.writerow([escape_cell(cell) for cell in row])
+            if number % 500 == 0:
+                yield out.getvalue()
+                out.seek(0)
+                out.truncate()
+        yield out.getvalue()
+
+    return Response(
+        stream_with_context(lines()),
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="{_report_filename(campaign, report)}"'
+        },
     )
 
 
@@ -632,42 +857,310 @@ def _pick_error(picks: list[str]) -> str | None:
     return None
 
 
-@bp.route("/settings", methods=["GET", "POST"])
-def settings() -> BaseResponse | tuple[str, int]:
-    """Embed origins and quick picks, saved in the instance folder; the environment wins."""
-    store = current_app.extensions["matcher.settings_store"]
-    saved = store.load()
-    picks = saved.get("quick_picks") or DEFAULT_QUICK_PICKS
-    form = {
-        "embed_origins": "\n".join(saved.get("embed_origins") or []),
+#: The campaign form's fields besides the quick pick groups and ``store_text`` (a checkbox).
+CAMPAIGN_FIELDS = (
+    "slug",
+    "name",
+    "brand",
+    "profiles_dir",
+    "embed_origins",
+    "consent_text",
+    "consent_version",
+    "retention_days",
+)
+
+
+def _lines(value: str) -> str:
+    # Browsers send a textarea's line breaks as CRLF.
+    return value.replace("\r\n", "\n").strip()
+
+
+def campaign_form(campaign: Campaign | None) -> dict[str, Any]:
+    """The campaign form as typed: filled from ``campaign``, or a new campaign's defaults."""
+    if campaign is None:
+        blank = CampaignSettings.model_fields
+        return {
+            **{name: "" for name in CAMPAIGN_FIELDS},
+            "consent_text": blank["consent_text"].default,
+            "consent_version": blank["consent_version"].default,
+            "retention_days": str(blank["retention_days"].default),
+            "store_text": False,
+            **{group: ", ".join(picks) for group, picks in DEFAULT_QUICK_PICKS.items()},
+        }
+    picks = campaign.quick_picks or DEFAULT_QUICK_PICKS
+    return {
+        "slug": campaign.slug,
+        "name": campaign.name,
+        "brand": campaign.brand,
+        "profiles_dir": roster_folder(campaign),
+        "embed_origins": "\n".join(campaign.embed_origins),
+        "consent_text": campaign.consent_text,
+        "consent_version": campaign.consent_version,
+        "retention_days": str(campaign.retention_days),
+        "store_text": campaign.store_text,
         **{group: ", ".join(picks.get(group) or []) for group in DEFAULT_QUICK_PICKS},
     }
+
+
+def posted_campaign_form() -> dict[str, Any]:
+    form: dict[str, Any] = {
+        name: request.form.get(name, "") for name in (*CAMPAIGN_FIELDS, *DEFAULT_QUICK_PICKS)
+    }
+    form["store_text"] = request.form.get("store_text") == "yes"
+    return form
+
+
+def _field_problem(field: str, error: Any) -> str:
+    """A pydantic complaint about one campaign field, in the planner's words."""
+    kind = error["type"]
+    limit = (error.get("ctx") or {}).get("max_length")
+    if field == "slug":
+        return gettext(
+            "Use 1 to 40 lower-case letters, digits and dashes, starting with a letter or digit."
+        )
+    if field == "retention_days":
+        return gettext("Give a whole number of days from 1 to 3650.")
+    if kind in ("missing", "string_too_short"):
+        return gettext("Fill this in.")
+    if kind == "string_too_long" and limit:
+        return gettext("Keep it to %(n)d characters at most.", n=limit)
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def check_campaign_form(
+    form: dict[str, Any], *, check_roster: bool
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Turn the typed form into campaign settings, or say what is wrong with each field.
+
+    Args:
+        check_roster: also load the roster folder's profiles (not their vectors),
+            so a campaign never points at a folder it cannot match with.
+
+    Returns:
+        The checked settings (empty when there are errors) and a problem per field.
+    """
+    errors: dict[str, str] = {}
+    origins: list[str] = []
+    try:
+        origins = parse_origins(form["embed_origins"].replace("\n", ","))
+    except ConfigError as exc:
+        errors["embed_origins"] = str(exc)
+    picks = {group: parse_picks(form[group]) for group in DEFAULT_QUICK_PICKS}
+    for group, chosen in picks.items():
+        problem = _pick_error(chosen)
+        if problem:
+            errors[group] = problem
+    values = {
+        "slug": form["slug"].strip(),
+        "name": form["name"],
+        "brand": form["brand"],
+        "profiles_dir": form["profiles_dir"],
+        "embed_origins": origins,
+        "quick_picks": picks,
+        "consent_text": _lines(form["consent_text"]),
+        "consent_version": form["consent_version"],
+        "retention_days": form["retention_days"].strip(),
+        "store_text": form["store_text"],
+    }
+    settings = None
+    if not re.fullmatch(r"\d{1,5}", values["retention_days"]):
+        errors["retention_days"] = _field_problem("retention_days", {"type": "int_parsing"})
+    try:
+        settings = CampaignSettings.model_validate(values)
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "form"
+            errors.setdefault(field, _field_problem(field, error))
+    if check_roster and "profiles_dir" not in errors:
+        try:
+            load_profiles(values["profiles_dir"].strip())
+        except ProfileError as exc:
+            errors["profiles_dir"] = gettext(
+                "This folder cannot be used as a roster: %(problem)s", problem=str(exc)
+            )
+    if errors or settings is None:
+        return {}, errors
+    return settings.model_dump(), errors
+
+
+def _shopper_url(campaign: Campaign) -> str:
+    if campaign.slug == DEFAULT_SLUG:
+        return url_for("shopper.form", _external=True)
+    return url_for("campaign_shopper.form", campaign=campaign.slug, _external=True)
+
+
+def _embed_url(campaign: Campaign) -> str:
+    if campaign.slug == DEFAULT_SLUG:
+        return url_for("embed.form", _external=True)
+    return url_for("campaign_embed.form", campaign=campaign.slug, _external=True)
+
+
+@bp.route("/campaigns", methods=["GET", "POST"])
+def campaigns() -> BaseResponse | tuple[str, int]:
+    """Every campaign of this instance, and a form to start another."""
+    db = database()
+    form = campaign_form(None)
     errors: dict[str, str] = {}
     if request.method == "POST":
         check_form_post()
-        form = {name: request.form.get(name, "") for name in form}
-        origins: list[str] = []
-        try:
-            origins = parse_origins(form["embed_origins"].replace("\n", ","))
-        except ConfigError as exc:
-            errors["embed_origins"] = str(exc)
-        new_picks = {group: parse_picks(form[group]) for group in DEFAULT_QUICK_PICKS}
-        for group, chosen in new_picks.items():
-            problem = _pick_error(chosen)
-            if problem:
-                errors[group] = problem
+        form = posted_campaign_form()
+        values, errors = check_campaign_form(form, check_roster=True)
+        if not errors and find_campaign(db, values["slug"]) is not None:
+            errors["slug"] = gettext(
+                "There is already a campaign %(slug)s: choose another.", slug=values["slug"]
+            )
         if not errors:
-            store.save({**saved, "embed_origins": origins, "quick_picks": new_picks})
-            flash(gettext("Settings saved."))
-            return redirect(url_for("planner.settings", **_lang_args()), 303)
+            try:
+                created = create_campaign(db, CampaignSettings.model_validate(values))
+            except InputError:  # another planner took the slug a moment ago
+                errors["slug"] = gettext(
+                    "There is already a campaign %(slug)s: choose another.", slug=values["slug"]
+                )
+            else:
+                flash(
+                    gettext(
+                        "Campaign %(name)s created; it is now selected. Shoppers find it at "
+                        "%(url)s.",
+                        name=created.name,
+                        url=_shopper_url(created),
+                    )
+                )
+                return redirect(
+                    url_for("planner.campaigns", campaign=created.slug, **_lang_args()), 303
+                )
+    rows = [(c, _shopper_url(c)) for c in list_campaigns(db)]
+    return render_template(
+        "planner/campaigns.html",
+        rows=rows,
+        form=form,
+        errors=errors,
+        groups=list(DEFAULT_QUICK_PICKS),
+    ), 400 if errors else 200
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+def settings() -> BaseResponse | tuple[str, int]:
+    """The selected campaign's settings, saved in the database.
+
+    ``MATCHER_EMBED_ORIGINS`` wins over the default campaign's embed origins,
+    and the default campaign's roster is the folder the server started on.
+    Changing the consent notice needs a new version: pairings record the
+    version the shopper agreed to, so one version must always mean one text.
+    """
+    campaign = current_campaign()
+    default = campaign.slug == DEFAULT_SLUG
+    form = campaign_form(campaign)
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        check_form_post()
+        form = posted_campaign_form()
+        form["slug"] = campaign.slug
+        if default:
+            form["profiles_dir"] = campaign.profiles_dir
+        moved = form["profiles_dir"].strip() != campaign.profiles_dir
+        values, errors = check_campaign_form(form, check_roster=moved)
+        if (
+            not errors
+            and _lines(values["consent_text"]) != _lines(campaign.consent_text)
+            and values["consent_version"] == campaign.consent_version
+        ):
+            errors["consent_version"] = gettext(
+                "The consent notice changed: give it a new version, so each pairing "
+                "records which notice the shopper agreed to."
+            )
+        if not errors:
+            values.pop("slug")
+            try:
+                update_campaign(database(), campaign.slug, values)
+            except InputError as exc:
+                errors["form"] = str(exc)
+            else:
+                forget(current_app._get_current_object(), campaign.slug)  # type: ignore[attr-defined]
+                flash(gettext("Settings saved."))
+                return redirect(url_for("planner.settings", **_lang_args()), 303)
+        if default:
+            form["profiles_dir"] = roster_folder(campaign)
     return render_template(
         "planner/settings.html",
         form=form,
         errors=errors,
-        env_origins=current_app.config["MATCHER_EMBED_ORIGINS"],
-        effective=current_app.extensions["matcher.settings"](),
+        default_campaign=default,
+        env_origins=default and bool(parse_origins(current_app.config["MATCHER_EMBED_ORIGINS"])),
+        effective=campaign_settings(campaign),
         groups=list(DEFAULT_QUICK_PICKS),
     ), 400 if errors else 200
+
+
+# -- privacy requests -------------------------------------------------------------------
+
+#: Longest shopper reference (as the API and the shopper form accept).
+MAX_REF_CHARS = 200
+
+
+def _privacy_page(status: int = 200, **context: Any) -> tuple[str, int]:
+    context.setdefault("ref", "")
+    context.setdefault("errors", {})
+    return render_template("planner/privacy.html", **context), status
+
+
+def _held(ref: str) -> dict[str, Any]:
+    return export_shopper(database(), ref)
+
+
+def _download_name(ref: str) -> str:
+    return "shopper-" + (re.sub(r"[^A-Za-z0-9_-]", "_", ref)[:100] or "ref") + ".json"
+
+
+@bp.route("/privacy", methods=["GET", "POST"])
+def privacy() -> Response | tuple[str, int]:
+    """Shoppers' requests by reference (a copy, or erasure), and the retention purge.
+
+    All actions are POSTs, so references never appear in URLs or access logs.
+    Deleting asks for confirmation first, showing what will go.
+    """
+    if request.method == "GET":
+        return _privacy_page()
+    check_form_post()
+    action = request.form.get("action", "")
+    if action in ("purge", "dry-run"):
+        dry_run = action == "dry-run"
+        purged = purge_expired(database(), dry_run=dry_run)
+        names = {c.slug: c.name for c in list_campaigns(database())}
+        return _privacy_page(purged=purged, dry_run=dry_run, campaign_names=names)
+    if action not in ("export", "delete", "confirm-delete"):
+        raise ApiError(400, "unknown_action", gettext("Choose what to do with the reference."))
+    ref = request.form.get("ref", "").strip()
+    if not ref or len(ref) > MAX_REF_CHARS:
+        problem = gettext(
+            "Give the shopper's reference: 1 to %(n)d characters, as shown to them.",
+            n=MAX_REF_CHARS,
+        )
+        return _privacy_page(400, ref=ref[: MAX_REF_CHARS + 50], errors={"ref": problem})
+    if action == "confirm-delete":
+        deleted = delete_shopper(database(), ref)
+        return _privacy_page(deleted=deleted, deleted_ref=ref)
+    held = _held(ref)
+    if not held["pairings"]:
+        problem = gettext(
+            "Nothing is held on the reference %(ref)s: check it with the shopper.", ref=ref
+        )
+        return _privacy_page(404, ref=ref, errors={"ref": problem})
+    if action == "export":
+        body = json.dumps(held, ensure_ascii=False, indent=2) + "\n"
+        return Response(
+            body,
+            mimetype="application/json",
+            headers={"Content-Disposition": f'attachment; filename="{_download_name(ref)}"'},
+        )
+    per_campaign: dict[str, int] = {}
+    for pairing in held["pairings"]:
+        name = pairing["campaign_name"]
+        per_campaign[name] = per_campaign.get(name, 0) + 1
+    texts = sum(1 for pairing in held["pairings"] if pairing["text"] is not None)
+    return _privacy_page(
+        ref=ref,
+        confirm={"count": len(held["pairings"]), "per_campaign": per_campaign, "texts": texts},
+    )
 
 
 # -- embed snippet ----------------------------------------------------------------------
@@ -698,13 +1191,13 @@ SCRIPT_SNIPPET = """\
 
 @bp.get("/embed")
 def snippet() -> str:
-    """The iframe and a host-side listener to copy into the brand's microsite."""
-    embed_url = url_for("embed.form", _external=True)
+    """The selected campaign's iframe and a host-side listener to copy into its microsite."""
+    campaign = current_campaign()
     origin = request.host_url.rstrip("/")
     return render_template(
         "planner/snippet.html",
-        iframe=IFRAME_SNIPPET.format(embed_url=embed_url),
+        iframe=IFRAME_SNIPPET.format(embed_url=_embed_url(campaign)),
         script=SCRIPT_SNIPPET.format(origin=origin),
         origin=origin,
-        embed_origins=current_app.extensions["matcher.settings"]()["embed_origins"],
+        embed_origins=campaign_settings(campaign)["embed_origins"],
     )

@@ -1,24 +1,22 @@
 """Web settings: defaults, then ``MATCHER_*`` environment variables, then explicit config.
 
-Read once by the app factory. Values a planner may change at run time (embed
-origins, quick picks) also live in ``instance/settings.json``, written by the
-planner area; environment variables win over that file so an operator keeps
-the last word.
+Read once by the app factory. What a planner may change at run time (embed
+origins, quick picks, consent notice, retention) belongs to a campaign and
+lives in the database (``matcher.store.campaigns``); ``MATCHER_EMBED_ORIGINS``
+still wins for the default campaign, so an operator keeps the last word.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from matcher.embedding import DEFAULT_MODEL
 from matcher.origins import parse_origins
 
-__all__ = ["DEFAULT_QUICK_PICKS", "SettingsStore", "defaults", "instance_secret", "parse_origins"]
+__all__ = ["DEFAULT_QUICK_PICKS", "defaults", "instance_secret", "parse_origins"]
 
 DEFAULT_QUICK_PICKS: dict[str, list[str]] = {
     "moods": ["calm", "romantic", "adventurous", "playful", "bold", "elegant", "creative"],
@@ -44,26 +42,6 @@ def defaults() -> dict[str, Any]:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
     }
-
-
-class SettingsStore:
-    """Planner-editable settings kept as JSON in the instance folder."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def load(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def save(self, values: Mapping[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(dict(values), ensure_ascii=False, indent=2), encoding="utf-8")
-        os.replace(tmp, self.path)
 
 
 def instance_secret(instance_path: str) -> str:

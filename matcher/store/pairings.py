@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 import secrets
 import weakref
 from collections import Counter
@@ -203,7 +204,9 @@ def score_bins(db: Database, where: PairingFilter, width: float) -> Counter[int]
     query = where.apply(select(PairingRow.score))
     with db.read() as session:
         for score in session.scalars(query.execution_options(yield_per=5000)):
-            bins[int(score // width)] += 1
+            # Rounding the quotient first keeps a score exactly on an edge (0.5500)
+            # in the band it starts, despite float noise.
+            bins[math.floor(round(score / width, 6))] += 1
     return bins
 
 
