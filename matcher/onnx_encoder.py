@@ -9,15 +9,20 @@ Writing it here, rather than using ``sentence-transformers[onnx]``, avoids
 optimum, whose transformers pin can pull sentence-transformers back a major
 version.
 
-Batches are sorted by length and cut into small groups before they reach the
-model: padding a short text to the longest one in a batch of 64 wasted a third
-of the time, and groups of 16 kept the activations in cache (docs/performance.md).
+Each text goes through the model on its own. Dynamic int8 quantization picks
+one activation scale per call, so a text batched with others would get a
+vector that depends on its neighbours (up to 0.03 per coordinate measured):
+a shopper could be paired differently by the API and by a batch job. One text
+per call keeps "same text, same vector"; batches use the cores by running
+texts side by side, one ONNX Runtime thread each (docs/performance.md).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,18 +34,15 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-#: Texts per ONNX Runtime call in a batch: measured best among 1 to 64 on two cores.
-GROUP_SIZE = 16
 #: sentence-transformers' default when a model folder does not say.
 DEFAULT_MAX_SEQ_LENGTH = 256
 
 
 def session_options(threads: int) -> Any:
-    """ONNX Runtime options for ``threads`` cores, sharing the machine politely.
+    """ONNX Runtime options for ``threads`` threads per call, sharing the machine politely.
 
-    One intra-op pool of ``threads`` (the worker's thread budget), no inter-op
-    pool, and pool threads that sleep rather than spin between calls, so a
-    worker idling between requests leaves its core to the others.
+    No inter-op pool, and pool threads that sleep rather than spin between
+    calls, so a worker idling between requests leaves its core to the others.
     """
     import onnxruntime
 
@@ -91,8 +93,7 @@ class OnnxEncoder:
         location: the sentence-transformers model folder (tokenizer and settings).
         model_path: the ONNX model to run (the int8 export of ``location``).
         model_id: the identity to record in the index manifest.
-        threads: ONNX Runtime's intra-op threads.
-        group_size: texts per ONNX Runtime call.
+        threads: texts encoded side by side in a batch, each call on one thread.
     """
 
     def __init__(
@@ -102,7 +103,6 @@ class OnnxEncoder:
         model_id: str,
         *,
         threads: int = 1,
-        group_size: int = GROUP_SIZE,
     ) -> None:
         import onnxruntime
         from tokenizers import Tokenizer
@@ -111,22 +111,20 @@ class OnnxEncoder:
         max_length = read_model_settings(location)
         self._tokenizer = Tokenizer.from_file(str(location / "tokenizer.json"))
         self._tokenizer.enable_truncation(max_length=max_length)
-        padding = self._tokenizer.padding or {}
-        # Pad by hand, per group, to the group's longest text (tokenizer.json may
-        # ask for a fixed length), so each text is tokenized once.
-        self._pad_id = int(padding.get("pad_id", 0))
+        # One text per call, so no padding (tokenizer.json may ask for it).
         self._tokenizer.no_padding()
         try:
             self._session = onnxruntime.InferenceSession(
-                str(model_path), session_options(threads), providers=["CPUExecutionProvider"]
+                str(model_path), session_options(1), providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ConfigError(f"cannot load the ONNX model {model_path} ({exc})") from exc
         self._inputs = {node.name for node in self._session.get_inputs()}
         self._dimension = int(self._session.get_outputs()[0].shape[-1])
         self._model_id = model_id
-        self.threads = threads
-        self.group_size = max(1, group_size)
+        self.threads = max(1, threads)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     @property
     def model_id(self) -> str:
@@ -140,27 +138,27 @@ class OnnxEncoder:
         out = np.empty((len(texts), self._dimension), dtype=np.float32)
         if not texts:
             return out
-        encodings = self._tokenizer.encode_batch(list(texts))
-        lengths = [len(e.ids) for e in encodings]
-        order = sorted(range(len(texts)), key=lengths.__getitem__)
-        for start in range(0, len(order), self.group_size):
-            chosen = order[start : start + self.group_size]
-            out[chosen] = self._encode_group([encodings[i].ids for i in chosen])
+        token_ids = [e.ids for e in self._tokenizer.encode_batch(list(texts))]
+        if self.threads > 1 and len(texts) > 1:
+            rows = list(self._executor().map(self._encode_one, token_ids))
+        else:
+            rows = [self._encode_one(ids) for ids in token_ids]
+        for row, vector in enumerate(rows):
+            out[row] = vector
         return normalise(out)
 
-    def _encode_group(self, token_ids: list[list[int]]) -> NDArray[np.float32]:
-        """Mean of the token vectors under the attention mask, for one group padded here."""
-        width = max(len(ids) for ids in token_ids)
-        ids = np.full((len(token_ids), width), self._pad_id, dtype=np.int64)
-        mask = np.zeros((len(token_ids), width), dtype=np.int64)
-        for row, tokens in enumerate(token_ids):
-            ids[row, : len(tokens)] = tokens
-            mask[row, : len(tokens)] = 1
-        feed = {"input_ids": ids, "attention_mask": mask}
+    def _encode_one(self, token_ids: list[int]) -> NDArray[np.float32]:
+        """The mean of one text's token vectors (no padding, so every token counts)."""
+        ids = np.asarray([token_ids], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
         if "token_type_ids" in self._inputs:
             feed["token_type_ids"] = np.zeros_like(ids)
         hidden = self._session.run(None, feed)[0]
-        weights = mask.astype(np.float32)
-        summed = np.einsum("btd,bt->bd", hidden, weights)
-        counts = np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
-        return np.asarray(summed / counts, dtype=np.float32)
+        return np.asarray(hidden[0].mean(axis=0), dtype=np.float32)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        """Threads for batches, made on first use (after any fork)."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="onnx")
+            return self._pool

@@ -3,9 +3,8 @@
 Production serving runs gunicorn with the model loaded in each worker after
 the fork (torch in a process forked after loading can hang), and thread pools
 sized so that workers do not fight over the cores: each worker's ONNX Runtime,
-torch, BLAS and FAISS get ``cores // workers`` threads. Two workers of one
-thread each served four times the requests of two workers of two threads on
-two cores (docs/performance.md).
+torch, BLAS and FAISS get ``cores // workers`` threads: workers x threads
+above the cores made every request wait for a core (docs/performance.md).
 """
 
 from __future__ import annotations
