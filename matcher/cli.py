@@ -22,7 +22,7 @@ from . import store_cli
 from .batch import BadRow, escape_cell
 from .embedding import DEFAULT_MODEL
 from .errors import MatcherError, ProfileError
-from .matching import DEFAULT_TOP_K, Match, Matcher, default_index_dir
+from .matching import DEFAULT_TOP_K, MODELS_DIR, Match, Matcher, default_index_dir
 from .text import MAX_TEXT_CHARS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -81,7 +81,8 @@ def roster_options(func: F) -> F:
         show_default=True,
         envvar="MATCHER_MODEL",
         help="Encoder: all-MiniLM-L6-v2, use-multilingual-v3, a local sentence-transformers "
-        "folder, or several joined by '+' (score fusion). Env: MATCHER_MODEL.",
+        "folder, or several joined by '+' (score fusion); ':int8' runs a sentence-transformers "
+        "model as int8 ONNX, ':full' at full precision. Env: MATCHER_MODEL.",
     )(func)
     return profiles_option(func)
 
@@ -169,8 +170,8 @@ def index_command(profiles_dir: Path, model: str, index_dir: Path | None) -> Non
     from .profiles import load_profiles
 
     roster = load_profiles(profiles_dir)
-    encoder = load_encoder(model)
     folder = index_dir or default_index_dir(profiles_dir)
+    encoder = load_encoder(model, cache_dir=folder / MODELS_DIR)
     _, report = ensure_index(
         roster, encoder, folder, on_embed=lambda cid: click.echo(f"embedding {cid}", err=True)
     )

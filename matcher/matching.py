@@ -283,6 +283,10 @@ class Matcher:
         )
 
 
+#: Inside the index folder: int8 exports of the models (made once, reused).
+MODELS_DIR = "models"
+
+
 def default_index_dir(profiles_dir: str | Path) -> Path:
     """Where a roster's index lives unless configured: a hidden folder beside the profiles."""
     return Path(profiles_dir) / ".index"
@@ -310,7 +314,8 @@ def load_matcher(
         ConfigError: the model cannot be loaded.
     """
     roster = load_profiles(profiles_dir)
-    encoder = encoder if encoder is not None else load_encoder(model)
     folder = Path(index_dir) if index_dir is not None else default_index_dir(profiles_dir)
+    if encoder is None:
+        encoder = load_encoder(model, cache_dir=folder / MODELS_DIR)
     index, report = ensure_index(roster, encoder, folder, on_embed=on_embed)
     return Matcher(encoder, index), report

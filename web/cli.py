@@ -2,8 +2,9 @@
 
 Production serving runs gunicorn with the model loaded in each worker after
 the fork (torch in a process forked after loading can hang), and thread pools
-sized so that workers do not fight over the cores: each worker's torch and
-BLAS get ``cores // workers`` threads.
+sized so that workers do not fight over the cores: each worker's ONNX Runtime,
+torch, BLAS and FAISS get ``cores // workers`` threads: workers x threads
+above the cores made every request wait for a core (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -125,9 +126,10 @@ def GunicornServer(config: dict[str, Any], threads: int, options: dict[str, Any]
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
-            import torch
-
-            torch.set_num_threads(threads)
+            # The budget reaches every pool through OMP_NUM_THREADS, set before
+            # the fork: torch and OpenBLAS read it at import, and the encoders
+            # size ONNX Runtime and their own threads by it. Nothing here
+            # imports torch, which the default int8 encoder never needs.
             from . import create_app
 
             return create_app(config)
