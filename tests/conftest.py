@@ -87,7 +87,7 @@ def fake_matcher(roster_dir: Path, fake_encoder: HashingEncoder) -> Matcher:
 
 @pytest.fixture(scope="session")
 def real_encoder() -> Encoder:
-    """The default encoder (packaged USE multilingual + all-MiniLM-L6-v2), loaded once."""
+    """The default encoder (the packaged multilingual Universal Sentence Encoder), loaded once."""
     return load_encoder(DEFAULT_MODEL)
 
 

@@ -20,7 +20,6 @@ import pytest
 
 from matcher import quantize
 from matcher.embedding import (
-    DEFAULT_MODEL,
     CachedEncoder,
     FusedEncoder,
     SentenceTransformerEncoder,
@@ -40,6 +39,10 @@ from .conftest import REPO, SAMPLE_PROFILES
 from .fakes import HashingEncoder
 
 EVAL_SET = REPO / "benchmarks" / "eval_set.jsonl"
+
+
+#: The documented fast fusion with MiniLM.
+FUSED_INT8 = "use-multilingual-v3+all-MiniLM-L6-v2:int8"
 
 
 @pytest.fixture(scope="session")
@@ -134,13 +137,9 @@ def test_bad_runtimes_are_config_errors(name: str, message: str, tmp_path: Path)
         load_encoder(name, cache_dir=tmp_path)
 
 
-def test_the_default_runs_minilm_as_int8() -> None:
-    assert DEFAULT_MODEL == "use-multilingual-v3+all-MiniLM-L6-v2:int8"
-
-
 @pytest.mark.slow
 def test_configuration_selects_the_fast_or_the_full_path(export_cache: Path) -> None:
-    fast = load_encoder(DEFAULT_MODEL, cache_dir=export_cache)
+    fast = load_encoder(FUSED_INT8, cache_dir=export_cache)
     full = load_encoder("use-multilingual-v3+all-MiniLM-L6-v2:full", cache_dir=export_cache)
     assert isinstance(fast, CachedEncoder) and isinstance(full, CachedEncoder)
     assert isinstance(fast.inner, FusedEncoder) and isinstance(full.inner, FusedEncoder)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from matcher.embedding import load_encoder
+from matcher.embedding import CachedEncoder, load_encoder
 from matcher.encoders_extra import REFERENCE_SENTENCES, MultilingualE5Encoder
 
 pytestmark = pytest.mark.slow
@@ -14,8 +14,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def e5() -> MultilingualE5Encoder:
     encoder = load_encoder("multilingual-e5-small")
-    assert isinstance(encoder, MultilingualE5Encoder)
-    return encoder
+    assert isinstance(encoder, CachedEncoder)  # every loaded encoder remembers recent texts
+    assert isinstance(encoder.inner, MultilingualE5Encoder)
+    return encoder.inner
 
 
 def test_loads_offline_with_unit_rows(e5: MultilingualE5Encoder) -> None:
