@@ -450,7 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     similar = {
         threshold: similar_text_gain(FEEDBACK_PAIRS, profiles, use, threshold)
-        for threshold in (DEFAULT_CORRECTION_THRESHOLD, 0.4, 0.7)
+        for threshold in (DEFAULT_CORRECTION_THRESHOLD, 0.4, 0.55, 0.7)
     }
     if args.json:
         for row in rows + feedback_rows:

@@ -34,8 +34,10 @@ DEFAULT_TOP_K = 3
 DEFAULT_EXAMPLE_WEIGHT = 0.5
 #: How close (cosine) a text must be to a corrected text for the correction to
 #: pull it. Lower, corrections also help similar texts more, but start to
-#: mislead unrelated ones (both measured; see benchmarks/README.md).
-DEFAULT_CORRECTION_THRESHOLD = 0.55
+#: mislead unrelated ones (both measured for the default encoder; see
+#: benchmarks/README.md). Cosines differ between models: another encoder may
+#: want another threshold.
+DEFAULT_CORRECTION_THRESHOLD = 0.45
 #: Softmax temperature for ``Match.share``: score gaps of 0.05 (a clear lead on
 #: these models) become a factor of e between two celebrities' shares.
 SHARE_TEMPERATURE = 0.05
