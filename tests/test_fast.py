@@ -23,7 +23,6 @@ from matcher.embedding import (
     CachedEncoder,
     FusedEncoder,
     SentenceTransformerEncoder,
-    UniversalSentenceEncoder,
     configured_threads,
     load_encoder,
     parse_runtime,
@@ -33,6 +32,7 @@ from matcher.errors import ConfigError
 from matcher.index import profile_rows
 from matcher.onnx_encoder import OnnxEncoder, read_model_settings, session_options
 from matcher.profiles import load_profiles
+from matcher.use_onnx import UseOnnxEncoder
 from web.cli import worker_environment
 
 from .conftest import REPO, SAMPLE_PROFILES
@@ -143,11 +143,8 @@ def test_configuration_selects_the_fast_or_the_full_path(export_cache: Path) -> 
     full = load_encoder("use-multilingual-v3+all-MiniLM-L6-v2:full", cache_dir=export_cache)
     assert isinstance(fast, CachedEncoder) and isinstance(full, CachedEncoder)
     assert isinstance(fast.inner, FusedEncoder) and isinstance(full.inner, FusedEncoder)
-    assert [type(p) for p in fast.inner.parts] == [UniversalSentenceEncoder, OnnxEncoder]
-    assert [type(p) for p in full.inner.parts] == [
-        UniversalSentenceEncoder,
-        SentenceTransformerEncoder,
-    ]
+    assert [type(p) for p in fast.inner.parts] == [UseOnnxEncoder, OnnxEncoder]
+    assert [type(p) for p in full.inner.parts] == [UseOnnxEncoder, SentenceTransformerEncoder]
     assert fast.model_id != full.model_id
     assert fast.inner.parts[0] is full.inner.parts[0]  # USE is loaded once and shared
 
