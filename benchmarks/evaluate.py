@@ -24,7 +24,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from matcher.embedding import MINILM, Encoder, FusedEncoder, load_encoder  # noqa: E402
+from matcher.embedding import (  # noqa: E402
+    DEFAULT_MODEL,
+    MINILM,
+    Encoder,
+    FusedEncoder,
+    load_encoder,
+)
 from matcher.encoders_extra import MultilingualE5Encoder  # noqa: E402
 from matcher.feedback import Correction  # noqa: E402
 from matcher.index import build_index  # noqa: E402
@@ -153,6 +159,63 @@ def facet_ranker(
     def rank(texts: Sequence[str]) -> list[list[str]]:
         row_scores = index.facet_scores(encoder.encode(texts))
         scores = celebrity_scores(row_scores, index, scoring, example_weight, correction_threshold)
+        ids = index.celebrity_ids
+        return [[ids[i] for i in np.argsort(-row, kind="stable")] for row in scores]
+
+    return rank
+
+
+def variant_ranker(
+    profiles: Sequence[Profile],
+    encoder: Encoder,
+    variant: str,
+    *,
+    weight: float = 0.1,
+    temperature: float = 0.1,
+) -> Ranker:
+    """Ideas tried on top of the matcher's scores and not kept (benchmarks/README.md).
+
+    - ``logistic``: a logistic regression fitted on every profile text (facets,
+      Chinese facets, examples) labelled with its celebrity; its probability,
+      times ``weight``, is added to the matcher's score.
+    - ``kernel``: instead of centroid and closest example, a celebrity scores the
+      log of ``sum(exp(cosine / temperature))`` over all of its texts.
+    - ``centred``: each celebrity's score minus its mean score over the other
+      celebrities' texts, against celebrities that are close to everyone.
+    """
+    roster = Roster(ROOT / "profiles", tuple(profiles), ())
+    index, _ = build_index(roster, encoder)
+    owner = np.repeat(np.arange(len(index)), index.counts)
+    w = DEFAULT_EXAMPLE_WEIGHT
+
+    def matcher_scores(vectors: np.ndarray) -> np.ndarray:
+        return celebrity_scores(index.facet_scores(vectors), index, Scoring.CENTROID, w)
+
+    if variant == "logistic":
+        from sklearn.linear_model import LogisticRegression
+
+        model = LogisticRegression(C=1.0, max_iter=5000).fit(index.vectors, owner)
+
+        def scored(vectors: np.ndarray) -> np.ndarray:
+            return matcher_scores(vectors) + weight * model.predict_proba(vectors)
+    elif variant == "kernel":
+
+        def scored(vectors: np.ndarray) -> np.ndarray:
+            cosines = index.facet_scores(vectors) / temperature
+            cosines -= cosines.max(axis=1, keepdims=True)
+            kernel = np.exp(cosines)
+            return np.log(np.stack([kernel[:, owner == c].sum(1) for c in range(len(index))], 1))
+    elif variant == "centred":
+        own = matcher_scores(index.vectors)
+        mean = np.array([own[owner != c, c].mean() for c in range(len(index))])
+
+        def scored(vectors: np.ndarray) -> np.ndarray:
+            return matcher_scores(vectors) - mean
+    else:
+        raise ValueError(f"unknown variant {variant!r}")
+
+    def rank(texts: Sequence[str]) -> list[list[str]]:
+        scores = scored(encoder.encode(texts))
         ids = index.celebrity_ids
         return [[ids[i] for i in np.argsort(-row, kind="stable")] for row in scores]
 
@@ -364,7 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     items = load_items(args.eval_set)
     profiles = load_profiles(args.profiles).active
     minilm = CachedEncoder(load_encoder(MINILM))
-    use = CachedEncoder(load_encoder("use-multilingual-v3"))
+    use = CachedEncoder(load_encoder("use-multilingual-v3"))  # full precision
+    default = CachedEncoder(load_encoder(DEFAULT_MODEL))  # USE as int8
     minilm_use = CachedEncoder(FusedEncoder([use.encoder, minilm.encoder]))
     e5 = CachedEncoder(load_encoder("multilingual-e5-small"))
     e5_raw = CachedEncoder(MultilingualE5Encoder(centre=False))
@@ -391,7 +455,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "MiniLM alone, facets + Chinese facets + examples": facet_ranker(
             profiles, minilm, example_weight=w
         ),
-        "**the matcher** (default): USE, facets + Chinese facets + examples": facet_ranker(
+        "**the matcher** (default): USE int8, facets + Chinese facets + examples": facet_ranker(
+            profiles, default, example_weight=w
+        ),
+        "USE at full precision, facets + Chinese facets + examples": facet_ranker(
             profiles, use, example_weight=w
         ),
         "e5, facets": facet_ranker(profiles, e5, **plain),
@@ -427,6 +494,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     rankers["e5+USE, facets prefixed with their name"] = facet_ranker(
         profiles, fused, example_weight=w, text_of=lambda text: "facet: " + text
     )
+    for label, encoder in (("USE int8", default), ("e5+USE", fused)):
+        rankers[f"{label}, + logistic regression on the profile texts (weight 0.1)"] = (
+            variant_ranker(profiles, encoder, "logistic")
+        )
+        rankers[f"{label}, kernel vote over profile texts (T 0.1)"] = variant_ranker(
+            profiles, encoder, "kernel"
+        )
+        rankers[f"{label}, scores centred per celebrity"] = variant_ranker(
+            profiles, encoder, "centred"
+        )
     texts = [it.text for it in items]
     rankings = {name: ranker(texts) for name, ranker in rankers.items()}
     rows = evaluate_rankings(items, rankings)
@@ -437,8 +514,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     # Corrections are measured with the default encoder, whose threshold they use.
-    before, after, corrections = feedback_gain(items, profiles, use)
-    _, loose, _ = feedback_gain(items, profiles, use, threshold=0.4)
+    before, after, corrections = feedback_gain(items, profiles, default)
+    _, loose, _ = feedback_gain(items, profiles, default, threshold=0.4)
     feedback_rows = evaluate_rankings(
         items,
         {
@@ -449,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
     )
     similar = {
-        threshold: similar_text_gain(FEEDBACK_PAIRS, profiles, use, threshold)
+        threshold: similar_text_gain(FEEDBACK_PAIRS, profiles, default, threshold)
         for threshold in (DEFAULT_CORRECTION_THRESHOLD, 0.4, 0.55, 0.7)
     }
     if args.json:

@@ -25,7 +25,7 @@ and the ratios against the targets. ``--steps`` adds the step-by-step table
 
 Usage (from the repository root)::
 
-    python benchmarks/speed.py                    # everything, ~15 minutes on 2 cores
+    python benchmarks/speed.py                    # everything, ~25 minutes on 2 cores
     python benchmarks/speed.py --quick            # 2,000 batch rows, short HTTP runs
     python benchmarks/speed.py --steps --profile --json results.json
 """

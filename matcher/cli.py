@@ -80,9 +80,10 @@ def roster_options(func: F) -> F:
         default=DEFAULT_MODEL,
         show_default=True,
         envvar="MATCHER_MODEL",
-        help="Encoder: all-MiniLM-L6-v2, use-multilingual-v3, a local sentence-transformers "
-        "folder, or several joined by '+' (score fusion); ':int8' runs a sentence-transformers "
-        "model as int8 ONNX, ':full' at full precision. Env: MATCHER_MODEL.",
+        help="Encoder: use-multilingual-v3, multilingual-e5-small, all-MiniLM-L6-v2, a local "
+        "sentence-transformers folder, or several joined by '+' (score fusion); ':int8' runs "
+        "a model as int8 ONNX, ':full' at full precision (the default without a suffix). "
+        "Env: MATCHER_MODEL.",
     )(func)
     return profiles_option(func)
 
