@@ -259,6 +259,27 @@ class UniversalSentenceEncoder:
         return normalise(self._model.encode(list(texts)))
 
 
+class LazyPool:
+    """A thread pool made on first use, shared by an encoder's calls.
+
+    Encoders load before gunicorn forks only in tests and the CLI, but a pool
+    made then would not survive a fork; made on first use, it is always the
+    worker's own.
+    """
+
+    def __init__(self, workers: int, prefix: str) -> None:
+        self.workers = workers
+        self.prefix = prefix
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix=self.prefix)
+            return self._pool
+
+
 class FusedEncoder:
     """Several encoders at once: each one's unit vector, scaled and concatenated.
 
@@ -294,8 +315,7 @@ class FusedEncoder:
             f"{p.model_id}*{w:.3g}" for p, w in zip(self.parts, self.weights, strict=True)
         )
         self.concurrent = concurrent
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._pool = LazyPool(len(self.parts) - 1, "encoder")
 
     @property
     def model_id(self) -> str:
@@ -307,22 +327,13 @@ class FusedEncoder:
 
     def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
         if self.concurrent:
-            pool = self._executor()
+            pool = self._pool.get()
             others = [pool.submit(p.encode, texts) for p in self.parts[1:]]
             vectors = [self.parts[0].encode(texts), *(f.result() for f in others)]
         else:
             vectors = [p.encode(texts) for p in self.parts]
         blocks = [v * scale for v, scale in zip(vectors, self._scales, strict=True)]
         return normalise(np.concatenate(blocks, axis=1))
-
-    def _executor(self) -> ThreadPoolExecutor:
-        """Threads for the other parts, made on first use (after any fork)."""
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    max_workers=len(self.parts) - 1, thread_name_prefix="encoder"
-                )
-            return self._pool
 
 
 class CachedEncoder:

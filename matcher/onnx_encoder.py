@@ -20,15 +20,13 @@ texts side by side, one ONNX Runtime thread each (docs/performance.md).
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .embedding import normalise
+from .embedding import LazyPool, normalise
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -123,8 +121,7 @@ class OnnxEncoder:
         self._dimension = int(self._session.get_outputs()[0].shape[-1])
         self._model_id = model_id
         self.threads = max(1, threads)
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._pool = LazyPool(self.threads, "onnx")
 
     @property
     def model_id(self) -> str:
@@ -140,7 +137,7 @@ class OnnxEncoder:
             return out
         token_ids = [e.ids for e in self._tokenizer.encode_batch(list(texts))]
         if self.threads > 1 and len(texts) > 1:
-            rows = list(self._executor().map(self._encode_one, token_ids))
+            rows = list(self._pool.get().map(self._encode_one, token_ids))
         else:
             rows = [self._encode_one(ids) for ids in token_ids]
         for row, vector in enumerate(rows):
@@ -155,10 +152,3 @@ class OnnxEncoder:
             feed["token_type_ids"] = np.zeros_like(ids)
         hidden = self._session.run(None, feed)[0]
         return np.asarray(hidden[0].mean(axis=0), dtype=np.float32)
-
-    def _executor(self) -> ThreadPoolExecutor:
-        """Threads for batches, made on first use (after any fork)."""
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="onnx")
-            return self._pool

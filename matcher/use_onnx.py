@@ -33,15 +33,14 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .embedding import LazyPool, normalise
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -258,8 +257,7 @@ class UseOnnxEncoder:
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ConfigError(f"cannot load {self.NAME} on ONNX Runtime ({exc})") from exc
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._pool = LazyPool(self.threads, "use-onnx")
 
     @property
     def model_id(self) -> str:
@@ -270,15 +268,13 @@ class UseOnnxEncoder:
         return _EMBEDDING
 
     def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        from .embedding import normalise
-
         out = np.empty((len(texts), _EMBEDDING), dtype=np.float32)
         if not texts:
             return out
         tokens = [self._tokenize(t, out_type=int, add_bos=True, add_eos=True) for t in texts]
         if self.runtime == "int8":
             if self.threads > 1 and len(tokens) > 1:
-                rows = list(self._executor().map(lambda ids: self._run([ids]), tokens))
+                rows = list(self._pool.get().map(lambda ids: self._run([ids]), tokens))
             else:
                 rows = [self._run([ids]) for ids in tokens]
             out[:] = np.concatenate(rows)
@@ -318,10 +314,3 @@ class UseOnnxEncoder:
             "lengths": lengths.astype(np.float32)[:, None],
         }
         return self._session.run(None, feed)[0]  # type: ignore[no-any-return]
-
-    def _executor(self) -> ThreadPoolExecutor:
-        """Threads for int8 batches, made on first use (after any fork)."""
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="use-onnx")
-            return self._pool
