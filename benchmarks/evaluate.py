@@ -33,6 +33,7 @@ from matcher.embedding import (  # noqa: E402
 )
 from matcher.encoders_extra import MultilingualE5Encoder  # noqa: E402
 from matcher.feedback import Correction  # noqa: E402
+from matcher.gemma import CORRECTION_THRESHOLD as GEMMA_THRESHOLD  # noqa: E402
 from matcher.index import build_index  # noqa: E402
 from matcher.matching import (  # noqa: E402
     DEFAULT_CORRECTION_THRESHOLD,
@@ -433,6 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     e5 = CachedEncoder(load_encoder("multilingual-e5-small"))
     e5_raw = CachedEncoder(MultilingualE5Encoder(centre=False))
     fused = CachedEncoder(FusedEncoder([e5.encoder, use.encoder]))
+    gemma = CachedEncoder(load_encoder("embeddinggemma-300m"))
     w = DEFAULT_EXAMPLE_WEIGHT
     plain = {"chinese": False, "examples": False}
     rankers: dict[str, Ranker] = {
@@ -471,8 +473,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "e5+USE, facets": facet_ranker(profiles, fused, **plain),
         "e5+USE, facets + Chinese facets": facet_ranker(profiles, fused, examples=False),
         "e5+USE, facets + examples": facet_ranker(profiles, fused, chinese=False, example_weight=w),
-        "e5+USE, facets + Chinese facets + examples (the most accurate choice)": facet_ranker(
-            profiles, fused, example_weight=w
+        "e5+USE, facets + Chinese facets + examples (most accurate before EmbeddingGemma)": (
+            facet_ranker(profiles, fused, example_weight=w)
         ),
         "e5 uncentred+USE, facets + Chinese facets + examples": facet_ranker(
             profiles, CachedEncoder(FusedEncoder([e5_raw.encoder, use.encoder])), example_weight=w
@@ -480,6 +482,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         "e5+USE+MiniLM, facets + Chinese facets + examples": facet_ranker(
             profiles,
             CachedEncoder(FusedEncoder([e5.encoder, use.encoder, minilm.encoder])),
+            example_weight=w,
+        ),
+    }
+    rankers |= {
+        "EmbeddingGemma, one vector per profile": single_vector_ranker(profiles, gemma),
+        "EmbeddingGemma, facets": facet_ranker(profiles, gemma, **plain),
+        "EmbeddingGemma, facets + Chinese facets": facet_ranker(profiles, gemma, examples=False),
+        "EmbeddingGemma, facets + examples": facet_ranker(
+            profiles, gemma, chinese=False, example_weight=w
+        ),
+        "**EmbeddingGemma** (the most accurate choice), facets + Chinese facets + examples": (
+            facet_ranker(profiles, gemma, example_weight=w)
+        ),
+        "EmbeddingGemma+USE, facets + Chinese facets + examples": facet_ranker(
+            profiles,
+            CachedEncoder(FusedEncoder([gemma.encoder, use.encoder])),
+            example_weight=w,
+        ),
+        "EmbeddingGemma+e5+USE, facets + Chinese facets + examples": facet_ranker(
+            profiles,
+            CachedEncoder(FusedEncoder([gemma.encoder, e5.encoder, use.encoder])),
             example_weight=w,
         ),
     }
@@ -516,6 +539,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Corrections are measured with the default encoder, whose threshold they use.
     before, after, corrections = feedback_gain(items, profiles, default)
     _, loose, _ = feedback_gain(items, profiles, default, threshold=0.4)
+    g_before, g_after, g_corrections = feedback_gain(
+        items, profiles, gemma, threshold=GEMMA_THRESHOLD
+    )
+    _, g_default, _ = feedback_gain(items, profiles, gemma)
     feedback_rows = evaluate_rankings(
         items,
         {
@@ -523,17 +550,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"+ corrections from the other folds (~{corrections:.0f}), "
             f"threshold {DEFAULT_CORRECTION_THRESHOLD} (the matcher)": after,
             "+ the same corrections, threshold 0.4": loose,
+            "EmbeddingGemma, held-out folds, no corrections": g_before,
+            f"+ corrections from the other folds (~{g_corrections:.0f}), "
+            f"threshold {GEMMA_THRESHOLD} (EmbeddingGemma's)": g_after,
+            f"+ the same corrections, threshold {DEFAULT_CORRECTION_THRESHOLD}": g_default,
         },
     )
     similar = {
-        threshold: similar_text_gain(FEEDBACK_PAIRS, profiles, default, threshold)
+        ("USE int8", threshold): similar_text_gain(FEEDBACK_PAIRS, profiles, default, threshold)
         for threshold in (DEFAULT_CORRECTION_THRESHOLD, 0.4, 0.55, 0.7)
+    } | {
+        ("EmbeddingGemma", threshold): similar_text_gain(FEEDBACK_PAIRS, profiles, gemma, threshold)
+        for threshold in (GEMMA_THRESHOLD, DEFAULT_CORRECTION_THRESHOLD, 0.6, 0.7, 0.75)
     }
     if args.json:
         for row in rows + feedback_rows:
             print(json.dumps(row))
-        for threshold, result in similar.items():
-            print(json.dumps({"similar_texts_threshold": threshold, **result}))
+        for (encoder, threshold), result in similar.items():
+            print(json.dumps({"encoder": encoder, "similar_texts_threshold": threshold, **result}))
     else:
         counts = {k: v["n"] for k, v in rows[0].items() if isinstance(v, dict)}  # type: ignore[misc]
         print(markdown(rows, counts))
@@ -547,17 +581,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         first = next(iter(similar.values()))
         print(
             f"Corrections and similar texts ({first['pairs']:.0f} pairs of texts by two "
-            f"shoppers, {first['corrections']:.0f} first texts paired wrongly and corrected):"
+            "shoppers; the first texts each encoder paired wrongly are corrected):"
         )
         print()
         print(
-            "| correction threshold | top-1 of later texts whose first text was corrected: "
-            "before | after | top-1 of all later texts: before | after |"
+            "| encoder | correction threshold | first texts corrected | top-1 of later texts "
+            "whose first text was corrected: before | after | top-1 of all later texts: "
+            "before | after |"
         )
-        print("|---|---|---|---|---|")
-        for threshold, r in similar.items():
+        print("|---|---|---|---|---|---|---|")
+        for (encoder, threshold), r in similar.items():
             print(
-                f"| {threshold} | {r['later_wrongly_paired_before']:.3f} "
+                f"| {encoder} | {threshold} | {r['corrections']:.0f} "
+                f"| {r['later_wrongly_paired_before']:.3f} "
                 f"| {r['later_wrongly_paired_after']:.3f} | {r['all_later_before']:.3f} "
                 f"| {r['all_later_after']:.3f} |"
             )
