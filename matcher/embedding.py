@@ -400,6 +400,27 @@ def parse_runtime(name: str) -> tuple[str, str]:
     return name, "full"
 
 
+def check_model(model: str) -> None:
+    """Refuse a model setting that cannot load, without loading anything.
+
+    For start-up checks in a process that does not load models itself
+    (``matcher serve``'s master): names, weights and runtimes must parse, and
+    a model installed by ``matcher models fetch`` must be there.
+
+    Raises:
+        ConfigError: what :func:`load_encoder` would refuse for the same reason.
+    """
+    for part in model.split("+"):
+        name = part.strip().rpartition("*")[0].strip() if "*" in part else part.strip()
+        if not name:
+            raise ConfigError(f"model {model!r} has an empty part")
+        base, _ = parse_runtime(name)
+        if base in GEMMA_NAMES:
+            from .gemma import require_fetched
+
+            require_fetched()
+
+
 def int8_encoder(model: str, cache_dir: Path, threads: int) -> Encoder:
     """A sentence-transformers model as int8 ONNX, exported into ``cache_dir`` the first time.
 

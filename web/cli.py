@@ -76,12 +76,14 @@ def serve(
       matcher serve --profiles campaigns/lueur --port 8000 --workers 2
       MATCHER_PLANNER_PASSWORD=... MATCHER_EMBED_ORIGINS=https://shop.example matcher serve
     """
+    from matcher.embedding import check_model
     from matcher.profiles import load_profiles
 
     from .settings import defaults, parse_origins
 
     # Fail here, in one line, before any worker starts.
     load_profiles(profiles_dir)
+    check_model(model)
     parse_origins(defaults()["MATCHER_EMBED_ORIGINS"])
     config = app_config(profiles_dir, model, index_dir)
     if dev:
