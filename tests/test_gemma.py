@@ -84,8 +84,12 @@ def test_a_missing_model_names_the_command_that_installs_it(
 ) -> None:
     with pytest.raises(ConfigError, match="matcher models fetch embeddinggemma-300m"):
         gemma.EmbeddingGemmaEncoder(tmp_path / "nowhere")
-    with pytest.raises(ConfigError, match="has one runtime"):
+    with pytest.raises(ConfigError, match="full precision or as bf16, not 'int8'"):
         load_encoder("gemma:int8")
+    with pytest.raises(ConfigError, match="the bf16 runtime is for embeddinggemma-300m only"):
+        load_encoder("all-MiniLM-L6-v2:bf16")
+    with pytest.raises(ConfigError, match="has no runtime 'bf16'"):
+        load_encoder("use:bf16")
 
 
 # The real model, fetched by scripts/test.
@@ -133,6 +137,19 @@ def test_unit_rows_and_a_translation_closer_than_another_taste(
     assert float(en @ zh) > float(en @ other) + 0.2
     assert encoder.model_id == f"embeddinggemma-300m@sha256:{gemma.ZIP_SHA256[:12]}:sts"
     assert encoder.encode([]).shape == (0, 768)
+
+
+@pytest.mark.slow
+def test_bf16_gives_the_same_vectors_to_within_a_rounding(
+    encoder: gemma.EmbeddingGemmaEncoder,
+) -> None:
+    bf16 = load_encoder("embeddinggemma-300m:bf16")
+    assert bf16.model_id == encoder.model_id + ":bf16"  # an index is rebuilt, not reused
+    texts = ["Loud neon streetwear and a synth-heavy playlist.", "周末去山里露营，喜欢松针和海风。"]
+    half, full = bf16.encode(texts), encoder.encode(texts)
+    assert half.dtype == np.float32
+    assert np.allclose(np.linalg.norm(half, axis=1), 1.0, atol=1e-5)
+    assert float(np.min(np.sum(half * full, axis=1))) > 0.999
 
 
 @pytest.mark.slow
