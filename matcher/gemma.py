@@ -197,8 +197,8 @@ class EmbeddingGemmaEncoder:
             arithmetic (AVX512-BF16 or AMX: AMD Zen 4, Intel Sapphire Rapids
             and later) it is about 1.6 times as fast with the same pairings
             (cosine 0.9999 with full precision, docs/performance.md); on
-            other CPUs torch emulates it and it is slower. Half the memory
-            either way.
+            other CPUs torch emulates it and it is slower. It takes more
+            memory, not less: the weights are read in fp32 and converted.
 
     Raises:
         ConfigError: the model has not been fetched.
