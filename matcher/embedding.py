@@ -63,7 +63,7 @@ USE_NAMES = ("use-multilingual-v3", "use", "use-multilingual")
 E5_NAMES = ("multilingual-e5-small", "e5")
 #: Names EmbeddingGemma-300M answers to (fetched once: :mod:`matcher.gemma`).
 GEMMA_NAMES = ("embeddinggemma-300m", "gemma")
-#: Where int8 exports are kept when no index folder is given.
+#: The model cache: fetched models, and int8 exports made when no index folder is given.
 MODEL_CACHE_ENV = "MATCHER_MODEL_CACHE"
 #: Vectors of recently seen texts kept per encoder: quick picks and campaign
 #: copy repeat, and a hit costs microseconds instead of milliseconds.
@@ -150,7 +150,8 @@ def configured_threads() -> int:
 
 
 def default_model_cache() -> Path:
-    """Where int8 exports go when no index folder is at hand (``MATCHER_MODEL_CACHE``)."""
+    """The model cache (``MATCHER_MODEL_CACHE``): fetched models, and int8 exports
+    made when no index folder is at hand."""
     configured = os.environ.get(MODEL_CACHE_ENV)
     if configured:
         return Path(configured).expanduser()

@@ -237,9 +237,10 @@ class EmbeddingGemmaEncoder:
         bf16: run in bfloat16 (``embeddinggemma-300m:bf16``), which the model
             supports (float16 it does not). On a CPU with native bfloat16
             arithmetic (AVX512-BF16 or AMX: AMD Zen 4, Intel Sapphire Rapids
-            and later) it is about 1.6 times as fast with the same pairings
-            (cosine 0.9999 with full precision, docs/performance.md); on
-            other CPUs torch emulates it and it is slower. It takes more
+            and later) it is about 1.7 times as fast, pairing the labelled
+            set within one text of full precision (cosine 0.9999,
+            docs/performance.md); on other CPUs torch emulates it and it is
+            slower. It takes more
             memory, not less: the weights are read in fp32 and converted.
 
     Raises:
