@@ -60,7 +60,7 @@ def child(args: argparse.Namespace) -> None:
 
         encoder = HashingEncoder(dimension=384, record=False)
     else:
-        from matcher.embedding import load_encoder
+        from matcher.encoders import load_encoder
 
         encoder = load_encoder()
     index, _ = build_index(load_profiles(ROOT / "profiles"), encoder)

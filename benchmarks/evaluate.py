@@ -24,16 +24,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from matcher.embedding import (  # noqa: E402
+from matcher.encoders import (  # noqa: E402
     DEFAULT_MODEL,
-    MINILM,
     Encoder,
     FusedEncoder,
+    get_spec,
     load_encoder,
 )
-from matcher.encoders_extra import MultilingualE5Encoder  # noqa: E402
+from matcher.encoders.e5 import MultilingualE5Encoder  # noqa: E402
+from matcher.encoders.st import MINILM  # noqa: E402
 from matcher.feedback import Correction  # noqa: E402
-from matcher.gemma import CORRECTION_THRESHOLD as GEMMA_THRESHOLD  # noqa: E402
 from matcher.index import build_index  # noqa: E402
 from matcher.matching import (  # noqa: E402
     DEFAULT_CORRECTION_THRESHOLD,
@@ -42,6 +42,8 @@ from matcher.matching import (  # noqa: E402
     celebrity_scores,
 )
 from matcher.profiles import Profile, Roster, load_profiles  # noqa: E402
+
+GEMMA_THRESHOLD = get_spec("embeddinggemma-300m").correction_threshold
 
 EVAL_SET = ROOT / "benchmarks" / "eval_set.jsonl"
 FEEDBACK_PAIRS = ROOT / "benchmarks" / "feedback_pairs.jsonl"

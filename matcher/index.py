@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .embedding import Encoder, normalise
+from .encoders import Encoder, normalise
 from .errors import IndexStateError
 from .profiles import Profile, Roster
 

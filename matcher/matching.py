@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .embedding import DEFAULT_MODEL, Encoder, load_encoder
+from .encoders import DEFAULT_CORRECTION_THRESHOLD, DEFAULT_MODEL, Encoder, load_encoder
 from .errors import InputError
 from .index import BuildReport, ProfileIndex, ensure_index
 from .profiles import load_profiles
@@ -32,12 +32,6 @@ DEFAULT_TOP_K = 3
 #: Weight of a celebrity's closest example text in its score (measured on the
 #: labelled set; see benchmarks/README.md).
 DEFAULT_EXAMPLE_WEIGHT = 0.5
-#: How close (cosine) a text must be to a corrected text for the correction to
-#: pull it. Lower, corrections also help similar texts more, but start to
-#: mislead unrelated ones (both measured for the default encoder; see
-#: benchmarks/README.md). Cosines differ between models: an encoder may carry
-#: its own (``correction_threshold``; EmbeddingGemma's is 0.65).
-DEFAULT_CORRECTION_THRESHOLD = 0.45
 #: Softmax temperature for ``Match.share``: score gaps of 0.05 (a clear lead on
 #: these models) become a factor of e between two celebrities' shares.
 SHARE_TEMPERATURE = 0.05

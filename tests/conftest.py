@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from matcher.embedding import DEFAULT_MODEL, Encoder, load_encoder
+from matcher.encoders import DEFAULT_MODEL, Encoder, load_encoder
 from matcher.index import build_index
 from matcher.matching import Matcher, load_matcher
 from matcher.profiles import load_profiles

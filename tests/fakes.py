@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from matcher.embedding import normalise
+from matcher.encoders import normalise
 
 
 class HashingEncoder:

@@ -770,3 +770,35 @@ def test_batch_requires_an_output(runner: CliRunner, roster_dir: Path, tmp_path:
     result = runner.invoke(cli, ["batch", *matching_args(roster_dir, tmp_path), str(source)])
     assert result.exit_code == 2, result.output
     assert "--output" in result.output
+
+
+def test_models_list_names_every_model_and_how_to_install_it(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MATCHER_MODEL_CACHE", str(tmp_path))  # nothing fetched here
+    result = runner.invoke(cli, ["models", "list"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith(
+        "use-multilingual-v3 (use, use-multilingual)  runtimes: full*, int8, numpy  installed"
+    )
+    gemma = next(line for line in lines if line.startswith("embeddinggemma-300m"))
+    assert "runtimes: full*, bf16  run `matcher models fetch embeddinggemma-300m`" in gemma
+    assert lines[-1].startswith("sentence-transformers  runtimes: full*, int8  installed")
+
+    result = runner.invoke(cli, ["models", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in map(json.loads, result.output.splitlines())}
+    assert rows["multilingual-e5-small"] == {
+        "name": "multilingual-e5-small",
+        "aliases": ["e5"],
+        "runtimes": ["full"],
+        "default_runtime": "full",
+        "installed": True,
+        "install": None,
+        "description": rows["multilingual-e5-small"]["description"],
+    }
+    assert rows["embeddinggemma-300m"]["installed"] is False
+    assert (
+        rows["embeddinggemma-300m"]["install"] == "run `matcher models fetch embeddinggemma-300m`"
+    )

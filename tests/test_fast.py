@@ -18,21 +18,25 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from matcher import quantize
-from matcher.embedding import (
+from matcher.encoders import (
     CachedEncoder,
     FusedEncoder,
-    SentenceTransformerEncoder,
     configured_threads,
     load_encoder,
     parse_runtime,
+    session_options,
+    st_export,
+)
+from matcher.encoders.st import (
+    OnnxEncoder,
+    SentenceTransformerEncoder,
+    read_model_settings,
     resolve_model,
 )
+from matcher.encoders.use import UseOnnxEncoder
 from matcher.errors import ConfigError
 from matcher.index import profile_rows
-from matcher.onnx_encoder import OnnxEncoder, read_model_settings, session_options
 from matcher.profiles import load_profiles
-from matcher.use_onnx import UseOnnxEncoder
 from web.cli import worker_environment
 
 from .conftest import REPO, SAMPLE_PROFILES
@@ -50,7 +54,7 @@ def export_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model cache holding the real int8 export of the packaged MiniLM (made once)."""
     cache = tmp_path_factory.mktemp("models")
     location, source_id = resolve_model("all-MiniLM-L6-v2")
-    quantize.ensure_export(location, source_id, cache)
+    st_export.ensure_export(location, source_id, cache)
     return cache
 
 
@@ -102,7 +106,7 @@ def test_a_texts_vector_does_not_depend_on_its_batch(int8_minilm: OnnxEncoder) -
 def test_int8_encoder_has_its_own_identity(int8_minilm: OnnxEncoder) -> None:
     """An index built with the full model must be rebuilt for the int8 one, and back."""
     _, full_id = resolve_model("all-MiniLM-L6-v2")
-    assert int8_minilm.model_id == f"{full_id}:{quantize.RECIPE}"
+    assert int8_minilm.model_id == f"{full_id}:{st_export.RECIPE}"
     assert int8_minilm.dimension == 384
 
 
@@ -186,46 +190,46 @@ def fake_export(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     def quantize_model(source: Path, destination: Path) -> None:
         destination.write_bytes(b"int8 " + source.read_bytes())
 
-    monkeypatch.setattr(quantize, "export_onnx", export)
-    monkeypatch.setattr(quantize, "quantize_onnx", quantize_model)
+    monkeypatch.setattr(st_export, "export_onnx", export)
+    monkeypatch.setattr(st_export, "quantize_onnx", quantize_model)
     return made
 
 
 def test_export_is_made_once_and_reused(tmp_path: Path, fake_export: list[Path]) -> None:
-    first = quantize.ensure_export("/models/a", "org/a@1", tmp_path)
+    first = st_export.ensure_export("/models/a", "org/a@1", tmp_path)
     stamp = first.stat().st_mtime_ns
-    second = quantize.ensure_export("/models/a", "org/a@1", tmp_path)
+    second = st_export.ensure_export("/models/a", "org/a@1", tmp_path)
     assert first == second and second.stat().st_mtime_ns == stamp
     assert len(fake_export) == 1
-    info = json.loads((first.parent / quantize.INFO_FILE).read_text())
-    assert info["source_id"] == "org/a@1" and info["recipe"] == quantize.RECIPE
+    info = json.loads((first.parent / st_export.INFO_FILE).read_text())
+    assert info["source_id"] == "org/a@1" and info["recipe"] == st_export.RECIPE
 
 
 def test_another_model_version_gets_its_own_export(tmp_path: Path, fake_export: list[Path]) -> None:
-    one = quantize.ensure_export("/models/a", "org/a@1", tmp_path)
-    two = quantize.ensure_export("/models/a", "org/a@2", tmp_path)
+    one = st_export.ensure_export("/models/a", "org/a@1", tmp_path)
+    two = st_export.ensure_export("/models/a", "org/a@2", tmp_path)
     assert one.parent != two.parent and one.is_file() and two.is_file()
     assert len(fake_export) == 2
 
 
 def _truncate_model(folder: Path) -> None:
-    (folder / quantize.MODEL_FILE).write_bytes(b"int8 half")
+    (folder / st_export.MODEL_FILE).write_bytes(b"int8 half")
 
 
 def _remove_model(folder: Path) -> None:
-    (folder / quantize.MODEL_FILE).unlink()
+    (folder / st_export.MODEL_FILE).unlink()
 
 
 def _remove_info(folder: Path) -> None:
-    (folder / quantize.INFO_FILE).unlink()
+    (folder / st_export.INFO_FILE).unlink()
 
 
 def _garble_info(folder: Path) -> None:
-    (folder / quantize.INFO_FILE).write_text("{not json")
+    (folder / st_export.INFO_FILE).write_text("{not json")
 
 
 def _old_recipe(folder: Path) -> None:
-    path = folder / quantize.INFO_FILE
+    path = folder / st_export.INFO_FILE
     info = json.loads(path.read_text())
     path.write_text(json.dumps({**info, "recipe": "onnx-int8-r0"}))
 
@@ -243,14 +247,14 @@ def _old_recipe(folder: Path) -> None:
 def test_a_damaged_export_is_refused_and_rebuilt(
     tmp_path: Path, fake_export: list[Path], damage: object, reason: str
 ) -> None:
-    path = quantize.ensure_export("/models/a", "org/a@1", tmp_path)
+    path = st_export.ensure_export("/models/a", "org/a@1", tmp_path)
     good = path.read_bytes()
     damage(path.parent)  # type: ignore[operator]
-    with pytest.raises(quantize.ExportStateError, match=reason):
-        quantize.read_export(path.parent, "org/a@1")
-    rebuilt = quantize.ensure_export("/models/a", "org/a@1", tmp_path)
+    with pytest.raises(st_export.ExportStateError, match=reason):
+        st_export.read_export(path.parent, "org/a@1")
+    rebuilt = st_export.ensure_export("/models/a", "org/a@1", tmp_path)
     assert rebuilt.read_bytes() == good
-    assert quantize.read_export(rebuilt.parent, "org/a@1") == rebuilt
+    assert st_export.read_export(rebuilt.parent, "org/a@1") == rebuilt
     assert len(fake_export) == 2
 
 
@@ -260,12 +264,12 @@ def test_a_failed_export_leaves_no_usable_export(
     def broken(location: Path, destination: Path) -> None:
         raise ConfigError("cannot read the transformer")
 
-    monkeypatch.setattr(quantize, "export_onnx", broken)
+    monkeypatch.setattr(st_export, "export_onnx", broken)
     with pytest.raises(ConfigError, match="cannot read"):
-        quantize.ensure_export("/models/a", "org/a@1", tmp_path)
-    folder = quantize.export_folder(tmp_path, "org/a@1")
-    with pytest.raises(quantize.ExportStateError):
-        quantize.read_export(folder, "org/a@1")
+        st_export.ensure_export("/models/a", "org/a@1", tmp_path)
+    folder = st_export.export_folder(tmp_path, "org/a@1")
+    with pytest.raises(st_export.ExportStateError):
+        st_export.read_export(folder, "org/a@1")
     assert not list(folder.glob(".build-*"))
 
 
@@ -311,8 +315,8 @@ def test_first_down_projection_is_the_first_narrowing_matmul() -> None:
         "w_down0": (1536, 384),
         "w_down1": (1536, 384),
     }
-    assert quantize.first_down_projection(nodes, weights) == "down0"
-    assert quantize.first_down_projection(nodes[:3], weights) is None
+    assert st_export.first_down_projection(nodes, weights) == "down0"
+    assert st_export.first_down_projection(nodes[:3], weights) is None
 
 
 # --------------------------------------------------------------------------- threads

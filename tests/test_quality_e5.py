@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from matcher.embedding import CachedEncoder, load_encoder
-from matcher.encoders_extra import REFERENCE_SENTENCES, MultilingualE5Encoder
+from matcher.encoders import CachedEncoder, load_encoder
+from matcher.encoders.e5 import REFERENCE_SENTENCES, MultilingualE5Encoder
 
 pytestmark = pytest.mark.slow
 

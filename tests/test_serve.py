@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from matcher.cli import cli
-from matcher.embedding import check_model, load_encoder
+from matcher.encoders import check_model, load_encoder
 from matcher.errors import ConfigError
 from web.cli import thread_budget, worker_environment
 

@@ -10,14 +10,14 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from matcher.embedding import (
-    DEFAULT_MODEL,
-    CachedEncoder,
+from matcher.encoders import DEFAULT_MODEL, CachedEncoder, load_encoder
+from matcher.encoders.use import (
+    _TOKEN_BUDGET,
+    INT8_RECIPE,
     UniversalSentenceEncoder,
-    load_encoder,
+    UseOnnxEncoder,
 )
 from matcher.errors import ConfigError
-from matcher.use_onnx import _TOKEN_BUDGET, INT8_RECIPE, UseOnnxEncoder
 
 from .test_fast import real_texts
 

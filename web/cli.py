@@ -76,7 +76,7 @@ def serve(
       matcher serve --profiles campaigns/lueur --port 8000 --workers 2
       MATCHER_PLANNER_PASSWORD=... MATCHER_EMBED_ORIGINS=https://shop.example matcher serve
     """
-    from matcher.embedding import check_model
+    from matcher.encoders import check_model
     from matcher.profiles import load_profiles
 
     from .settings import defaults, parse_origins

@@ -13,7 +13,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from matcher.embedding import DEFAULT_MODEL
+from matcher.encoders import DEFAULT_MODEL
 from matcher.origins import parse_origins
 
 __all__ = ["DEFAULT_QUICK_PICKS", "defaults", "instance_secret", "parse_origins"]

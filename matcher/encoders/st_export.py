@@ -11,7 +11,7 @@ The recipe, measured on the sample roster's profile texts and the labelled
 shopper texts (docs/performance.md):
 
 - export the transformer with ``torch.onnx`` (pooling and normalising stay in
-  numpy, see :mod:`matcher.onnx_encoder`);
+  numpy, see :mod:`matcher.encoders.st`);
 - quantize the weights of every linear layer to int8, one scale per output
   channel (per-tensor scales kept cosine only ~0.94 to the full model);
 - leave the token embeddings in fp32 (quantizing them cost accuracy for no
@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 

