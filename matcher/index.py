@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Bump when the on-disk layout or the embedded text changes; older indexes are rebuilt.
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 BUILD_LOCK = ".build.lock"
@@ -54,26 +54,53 @@ class Row:
     """One row of the index: a text of a celebrity's profile.
 
     ``kind`` is ``"facet"`` (``facet`` names it, ``lang`` is ``"en"`` for
-    ``facets`` and ``"zh"`` for ``facets_zh``), ``"example"`` (a text a fitting
-    shopper might write, from the profile's ``examples``) or ``"correction"``
-    (a text a planner re-paired with this celebrity).
+    ``facets`` and ``"zh"`` for ``facets_zh``), ``"profile"`` (everything the
+    planner wrote, as one text: :func:`profile_texts`), ``"example"`` (a text a
+    fitting shopper might write, from the profile's ``examples``) or
+    ``"correction"`` (a text a planner re-paired with this celebrity).
     """
 
     celebrity_id: str
-    kind: Literal["facet", "example", "correction"]
+    kind: Literal["facet", "profile", "example", "correction"]
     facet: str
     lang: str
     text: str
 
 
+def profile_texts(profile: Profile) -> list[tuple[str, str]]:
+    """The whole profile as one text per language: ``[(lang, text), ...]``.
+
+    Name, tagline, every facet and the tags, in that order; a second text in
+    Chinese when the planner wrote Chinese facets or a Chinese tagline. Facets
+    alone leave out what a planner often says best in the tagline and the
+    tags; on the sample roster written facets-only, half this text and half
+    the facets' centroid paired 0.871 of the texts right against 0.826 for the
+    centroid alone (benchmarks/README.md, ``benchmarks/rosters.py``).
+    """
+    tags = ", ".join(profile.tags)
+    texts = [("en", _joined(profile.name, profile.tagline, profile.facets.values(), tags, ". "))]
+    if profile.facets_zh or profile.tagline_zh:
+        facets = [profile.facets_zh.get(name, text) for name, text in profile.facets.items()]
+        tagline = profile.tagline_zh or profile.tagline
+        texts.append(("zh", _joined(profile.name_zh, tagline, facets, tags, "。")))
+    return texts
+
+
+def _joined(name: str, tagline: str, facets: Iterable[str], tags: str, stop: str) -> str:
+    head = f"{name}{stop}{tagline.rstrip('.。!！')}{stop}"
+    body = " ".join(text.strip() for text in facets)
+    return f"{head}{body} {tags}".strip()
+
+
 def profile_rows(profile: Profile, corrections: Sequence[str] = ()) -> list[Row]:
-    """The texts embedded for one celebrity: facets, examples, then corrections.
+    """The texts embedded for one celebrity: facets, the whole profile, examples, corrections.
 
     Facet texts are embedded as written: prefixing the facet name ("scent: ...")
     was measured and matched slightly worse (benchmarks/README.md).
     """
     rows = [Row(profile.id, "facet", f, "en", t) for f, t in profile.facets.items()]
     rows += [Row(profile.id, "facet", f, "zh", t) for f, t in profile.facets_zh.items()]
+    rows += [Row(profile.id, "profile", "", lang, t) for lang, t in profile_texts(profile)]
     rows += [Row(profile.id, "example", "", "", t) for t in profile.examples]
     rows += [Row(profile.id, "correction", "", "", t) for t in corrections]
     return rows
@@ -96,8 +123,8 @@ class BuildReport:
 class ProfileIndex:
     """Vectors of the active profiles' texts in a FAISS inner-product index.
 
-    Rows are contiguous per celebrity, facets before examples, so
-    per-celebrity scores are cheap slices of one search result.
+    Rows are contiguous per celebrity (facets, the whole profile, examples,
+    corrections), so per-celebrity scores are cheap slices of one search result.
 
     Args:
         profiles: active profiles, in roster order.
@@ -134,6 +161,9 @@ class ProfileIndex:
         self.facet_counts = np.asarray(
             [sum(r.kind == "facet" for r in block) for block in blocks], dtype=np.intp
         )
+        self.profile_counts = np.asarray(
+            [sum(r.kind == "profile" for r in block) for block in blocks], dtype=np.intp
+        )
         self.example_counts = np.asarray(
             [sum(r.kind == "example" for r in block) for block in blocks], dtype=np.intp
         )
@@ -145,6 +175,13 @@ class ProfileIndex:
         ):
             norm = float(np.linalg.norm(vectors[start : start + facets].sum(axis=0)))
             self.centroid_weights[start : start + facets, position] = 1.0 / max(norm, 1e-12)
+        #: The same for the whole-profile rows (one per language): the cosine
+        #: with their normalised mean.
+        self.profile_weights = np.zeros((len(self.rows), len(profiles)), dtype=np.float32)
+        for position in range(len(profiles)):
+            rows = self.profile_slice(position)
+            norm = float(np.linalg.norm(vectors[rows].sum(axis=0)))
+            self.profile_weights[rows, position] = 1.0 / max(norm, 1e-12)
         self._faiss = faiss.IndexFlatIP(self.dimension)
         self._faiss.add(vectors)
 
@@ -161,16 +198,20 @@ class ProfileIndex:
         start = int(self.starts[position])
         return slice(start, start + int(self.facet_counts[position]))
 
+    def profile_slice(self, position: int) -> slice:
+        """The whole-profile rows of the celebrity at ``position`` (one per language)."""
+        start = int(self.starts[position]) + int(self.facet_counts[position])
+        return slice(start, start + int(self.profile_counts[position]))
+
     def example_slice(self, position: int) -> slice:
         """The example rows of the celebrity at ``position`` (may be empty)."""
-        start = int(self.starts[position]) + int(self.facet_counts[position])
+        start = self.profile_slice(position).stop
         return slice(start, start + int(self.example_counts[position]))
 
     def correction_slice(self, position: int) -> slice:
         """The correction rows of the celebrity at ``position`` (may be empty)."""
-        start = int(self.starts[position]) + int(self.facet_counts[position])
         return slice(
-            start + int(self.example_counts[position]),
+            self.example_slice(position).stop,
             int(self.starts[position]) + int(self.counts[position]),
         )
 

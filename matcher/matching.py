@@ -1,12 +1,18 @@
 """Pair shopper texts with celebrities, best first, with reasons a planner can read.
 
-A celebrity's score is the cosine between the shopper's text and the
-celebrity as a whole: the normalised mean of the facet vectors. On the
-labelled evaluation set this beat the best single facet, the mean facet
-cosine, blends of the two, and one vector of the concatenated profile
-(``benchmarks/evaluate.py``; figures in benchmarks/README.md). The facets
-still matter: each is its own vector, and the reasons quote the facets the
-text is closest to.
+A celebrity's score has three parts, each measured (benchmarks/README.md):
+
+- the celebrity as a whole, half the cosine with the normalised mean of the
+  facet vectors and half the cosine with the whole profile written as one
+  text (name, tagline, facets, tags): on the sample roster written
+  facets-only the two together beat either alone, and held on the three
+  rosters nobody tuned for (``benchmarks/rosters.py``);
+- the closest example text a planner wrote, when there are any (half the
+  score);
+- a planner's correction, when the text is close enough to a corrected one.
+
+The facets still matter on their own: each is its own vector, and the
+reasons quote the facets the text is closest to.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ DEFAULT_TOP_K = 3
 #: Weight of a celebrity's closest example text in its score (measured on the
 #: labelled set; see benchmarks/README.md).
 DEFAULT_EXAMPLE_WEIGHT = 0.5
+#: Weight of the whole profile as one text against the facets' centroid
+#: (chosen on the sample roster; 0.3 and 0.7 measured no better).
+DEFAULT_PROFILE_WEIGHT = 0.5
 #: Softmax temperature for ``Match.share``: score gaps of 0.05 (a clear lead on
 #: these models) become a factor of e between two celebrities' shares.
 SHARE_TEMPERATURE = 0.05
@@ -102,6 +111,7 @@ def celebrity_scores(
     scoring: Scoring = Scoring.CENTROID,
     example_weight: float = 0.0,
     correction_threshold: float = 1.0,
+    profile_weight: float = 0.0,
 ) -> NDArray[np.float32]:
     """Reduce ``(queries, rows)`` cosines to ``(queries, celebrities)`` scores.
 
@@ -116,6 +126,8 @@ def celebrity_scores(
             its celebrity's score when the text is at least that close to the
             corrected text, so corrections steer similar texts and leave the
             rest alone.
+        profile_weight: how much the whole profile as one text counts against
+            the facets: ``(1 - w) * facets + w * profile``.
     """
     if scoring is Scoring.CENTROID:
         facets = row_scores @ index.centroid_weights
@@ -131,6 +143,10 @@ def celebrity_scores(
             else:
                 facets[:, position] = 0.5 * own.max(axis=1) + 0.5 * centroid
     scores = np.asarray(facets, dtype=np.float32)
+    if profile_weight:
+        whole = row_scores @ index.profile_weights
+        has = index.profile_counts > 0
+        scores[:, has] = (1 - profile_weight) * scores[:, has] + profile_weight * whole[:, has]
     if example_weight:
         for position in range(len(index)):
             examples = index.example_slice(position)
@@ -173,6 +189,8 @@ class Matcher:
         scoring: how facet cosines combine into a celebrity score.
         example_weight: how much a celebrity's closest example text counts
             (see :func:`celebrity_scores`).
+        profile_weight: how much the whole profile as one text counts against
+            the facets (see :func:`celebrity_scores`).
         correction_threshold: how close a text must be to a planner's correction
             for it to count (see :func:`celebrity_scores`). Default:
             :func:`encoder_threshold`, since cosines differ between models.
@@ -187,6 +205,7 @@ class Matcher:
         *,
         scoring: Scoring = Scoring.CENTROID,
         example_weight: float = DEFAULT_EXAMPLE_WEIGHT,
+        profile_weight: float = DEFAULT_PROFILE_WEIGHT,
         correction_threshold: float | None = None,
         reasons: int = 2,
         max_chars: int = MAX_TEXT_CHARS,
@@ -199,6 +218,7 @@ class Matcher:
         self.index = index
         self.scoring = Scoring(scoring)
         self.example_weight = example_weight
+        self.profile_weight = profile_weight
         if correction_threshold is None:
             correction_threshold = encoder_threshold(encoder)
         self.correction_threshold: float = correction_threshold
@@ -237,7 +257,12 @@ class Matcher:
             return []
         row_scores = self.index.facet_scores(self.encoder.encode(texts))
         scores = celebrity_scores(
-            row_scores, self.index, self.scoring, self.example_weight, self.correction_threshold
+            row_scores,
+            self.index,
+            self.scoring,
+            self.example_weight,
+            self.correction_threshold,
+            self.profile_weight,
         )
         return [
             self._rank(row_scores[i], scores[i], k, "zh" if is_chinese(text) else "en")
