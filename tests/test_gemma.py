@@ -124,8 +124,8 @@ def test_a_missing_model_names_the_command_that_installs_it(
 ) -> None:
     with pytest.raises(ConfigError, match="matcher models fetch embeddinggemma-300m"):
         gemma.EmbeddingGemmaEncoder(tmp_path / "nowhere", prompt="")
-    with pytest.raises(ConfigError, match="has no runtime 'int8'; use full or bf16"):
-        load_encoder("gemma:int8")
+    with pytest.raises(ConfigError, match="has no runtime 'numpy'; use int8 or full or bf16"):
+        load_encoder("gemma:numpy")
     with pytest.raises(ConfigError, match="the bf16 runtime is for embeddinggemma-300m only"):
         load_encoder("all-MiniLM-L6-v2:bf16")
     with pytest.raises(ConfigError, match="has no runtime 'bf16'"):
@@ -137,10 +137,10 @@ def test_a_missing_model_names_the_command_that_installs_it(
 
 @pytest.fixture(scope="module")
 def encoder() -> gemma.EmbeddingGemmaEncoder:
-    loaded = load_encoder("embeddinggemma-300m")
+    loaded = load_encoder("embeddinggemma-300m:full")
     assert isinstance(loaded, CachedEncoder)
     assert isinstance(loaded.inner, gemma.EmbeddingGemmaEncoder)
-    assert load_encoder("gemma").inner is loaded.inner  # aliases share one copy
+    assert load_encoder("gemma:full").inner is loaded.inner  # aliases share one copy
     return loaded.inner
 
 
@@ -203,7 +203,7 @@ def test_a_fusion_with_gemma_takes_the_weighted_mean_threshold() -> None:
 
 @pytest.mark.slow
 def test_pairs_chinese_and_english_shoppers_on_the_sample_roster(tmp_path: Path) -> None:
-    matcher, _ = load_matcher(SAMPLE_PROFILES, model="gemma", index_dir=tmp_path)
+    matcher, _ = load_matcher(SAMPLE_PROFILES, model="gemma:full", index_dir=tmp_path)
     assert matcher.correction_threshold == 0.65
     assert (
         Matcher(matcher.encoder, matcher.index, correction_threshold=0.7).correction_threshold

@@ -62,7 +62,7 @@ def test_serve_refuses_a_model_that_is_not_installed_in_one_line(
 @pytest.mark.parametrize(
     ("model", "message"),
     [
-        ("gemma:int8", "has no runtime 'int8'; use full or bf16"),
+        ("gemma:numpy", "has no runtime 'numpy'; use int8 or full or bf16"),
         ("all-MiniLM-L6-v2:bf16", "the bf16 runtime is for embeddinggemma-300m only"),
         ("e5:int8", "has one runtime"),
         ("use*abc+e5", "weight 'abc' is not a number"),

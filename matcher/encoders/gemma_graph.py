@@ -19,6 +19,10 @@ and serves it; this module is the arithmetic:
   (``reduce_range``): CPUs without VNNI multiply int8 pairs with an
   instruction that saturates at 16 bits, which cost the full 8-bit graph a
   worst cosine of 0.973 on real texts, against 0.990 with 7 bits.
+- **The down-projections' outliers moved into their weights** (SmoothQuant,
+  calibrated on a fixed set of everyday sentences in both languages), since
+  their inputs carry channels 10 to 60 times the median, which one
+  activation scale per call cannot hold.
 - **The embedding table stays outside the graph**, as int8 rows with one
   scale per row (262,144 x 768: 201 MB instead of 805 MB), memory-mapped so
   every worker shares one copy in the page cache. The row scale includes
@@ -44,6 +48,10 @@ if TYPE_CHECKING:
 MAX_TOKENS = 512
 #: The transformer's width, and the sentence vector's.
 DIMENSION = 768
+#: SmoothQuant's migration strength: 0.5, its paper's default, took the worst
+#: cosine to fp32 on the labelled texts from 0.990 to 0.9925 and a 420-token
+#: text from 0.979 to 0.987; not tuned further.
+SMOOTHING = 0.5
 
 Progress = Callable[[str, int, int], None]
 
@@ -294,6 +302,77 @@ def rotary_tables(config: dict[str, Any], length: int = MAX_TOKENS) -> dict[str,
             np.ascontiguousarray(sin[:, None, :], dtype=np.float32),
         )
     return tables
+
+
+def graph_inputs(
+    embeddings: NDArray[np.float32], rotary: dict[str, tuple[Any, Any]], window: int
+) -> dict[str, NDArray[np.float32]]:
+    """The graph's inputs for one text: its scaled token rows, rotary tables and band."""
+    count = int(embeddings.shape[0])
+    position = np.arange(count)
+    band = np.where(np.abs(position[:, None] - position[None, :]) < window, 0.0, -np.inf)
+    local, full = rotary["local"], rotary["global"]
+    return {
+        "embeddings": np.ascontiguousarray(embeddings, dtype=np.float32),
+        "cos_local": local[0][:count],
+        "sin_local": local[1][:count],
+        "cos_global": full[0][:count],
+        "sin_global": full[1][:count],
+        "band": band.astype(np.float32),
+    }
+
+
+def smooth(graph: Any, peaks: dict[int, NDArray[np.float32]], alpha: float = SMOOTHING) -> None:
+    """Move the feed-forward down-projections' activation outliers into their weights.
+
+    SmoothQuant (Xiao et al., 2022): the down-projection's input channel
+    ``j`` is divided by ``s_j`` and its weight row multiplied by it, which
+    changes nothing in fp32 but evens out the channels that one activation
+    scale per call must cover (their peaks run 10 to 60 times the median
+    here). The division folds into the up-projection's output column, since
+    the input is ``gelu(gate) * up``. ``s_j = peak_j ** alpha / weight_peak_j
+    ** (1 - alpha)``. Edits ``graph`` (an fp32 model) in place.
+    """
+    from onnx import numpy_helper
+
+    tensors = {tensor.name: tensor for tensor in graph.graph.initializer}
+    for layer, peak in peaks.items():
+        up, down = tensors[f"layer{layer}.up.weight"], tensors[f"layer{layer}.down.weight"]
+        up_weight, down_weight = numpy_helper.to_array(up), numpy_helper.to_array(down)
+        weight_peak = np.abs(down_weight).max(axis=1)
+        factor = np.maximum(peak, 1e-5) ** alpha / np.maximum(weight_peak, 1e-5) ** (1 - alpha)
+        up.CopyFrom(numpy_helper.from_array((up_weight / factor).astype(np.float32), up.name))
+        down.CopyFrom(
+            numpy_helper.from_array((down_weight * factor[:, None]).astype(np.float32), down.name)
+        )
+
+
+def down_projection_peaks(
+    graph: Any, feeds: list[dict[str, NDArray[np.float32]]]
+) -> dict[int, NDArray[np.float32]]:
+    """Each layer's largest absolute down-projection input per channel, over ``feeds``."""
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    probe = type(graph)()
+    probe.CopyFrom(graph)
+    layers = sorted(
+        int(node.name[len("layer") : -len(".gated")])
+        for node in probe.graph.node
+        if node.name.endswith(".gated")
+    )
+    names = [f"layer{layer}.gated" for layer in layers]
+    for name in names:
+        probe.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+    session = onnxruntime.InferenceSession(
+        probe.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    peaks = {layer: np.zeros(0, dtype=np.float32) for layer in layers}
+    for feed in feeds:
+        for layer, values in zip(layers, session.run(names, feed), strict=True):
+            top = np.abs(values).max(axis=0)
+            peaks[layer] = top if peaks[layer].size == 0 else np.maximum(peaks[layer], top)
+    return peaks
 
 
 def sliding_window(config: dict[str, Any]) -> int:

@@ -52,12 +52,15 @@ from .gemma_graph import (
     MAX_TOKENS,
     Progress,
     build_fp32_graph,
+    down_projection_peaks,
+    graph_inputs,
     quantize,
     quantize_table,
     read_weights,
     rotary_tables,
     save_graph,
     sliding_window,
+    smooth,
 )
 
 if TYPE_CHECKING:
@@ -67,7 +70,9 @@ log = logging.getLogger(__name__)
 
 #: Bump when the graph, its quantization or the table changes: the folder name
 #: and the encoder's identity include it, so indexes are rebuilt.
-RECIPE = "onnx-int8-r1"
+RECIPE = "onnx-int8-r2"
+#: Put before the calibration sentences: the registry's prompt for this model.
+CALIBRATION_PROMPT = "task: sentence similarity | query: "
 #: Inside the model folder: one subfolder per built graph.
 GRAPH_DIR = "onnx"
 GRAPH_FILE = "model.onnx"
@@ -169,7 +174,12 @@ def _build(model: Path, folder: Path, progress: Progress | None) -> GraphFiles:
     work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".build-"))
     try:
         fp32 = work / "fp32.onnx"
-        save_graph(build_fp32_graph(model, progress=report), fp32)
+        graph = build_fp32_graph(model, progress=report)
+        report("calibrating", 0, 1)
+        smooth(graph, down_projection_peaks(graph, _calibration_feeds(model)))
+        report("calibrating", 1, 1)
+        save_graph(graph, fp32)
+        del graph
         report("quantizing", 0, 1)
         quantize(fp32, work / GRAPH_FILE)
         fp32.unlink()
@@ -203,6 +213,24 @@ def _build(model: Path, folder: Path, progress: Progress | None) -> GraphFiles:
         if stale.is_dir() and stale != folder:
             shutil.rmtree(stale, ignore_errors=True)
     return read_graph(folder)
+
+
+def _calibration_feeds(model: Path) -> list[dict[str, NDArray[np.float32]]]:
+    """Graph inputs for the fixed calibration sentences, embedded in fp32."""
+    from tokenizers import Tokenizer
+
+    from .e5 import REFERENCE_SENTENCES
+
+    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    tokenizer = Tokenizer.from_file(str(model / "tokenizer.json"))
+    table = read_weights(model)["embed_tokens.weight"]
+    rotary, window = rotary_tables(config), sliding_window(config)
+    return [
+        graph_inputs(
+            table[tokenizer.encode(CALIBRATION_PROMPT + text).ids] * DIMENSION**0.5, rotary, window
+        )
+        for text in REFERENCE_SENTENCES
+    ]
 
 
 def _weights_id(model: Path) -> str:
@@ -280,22 +308,9 @@ class GemmaOnnxEncoder:
         return normalise(out)
 
     def _encode_one(self, token_ids: list[int]) -> NDArray[np.float32]:
-        count = len(token_ids)
         rows = np.asarray(token_ids, dtype=np.intp)
         embeddings = self._table[rows].astype(np.float32) * self._scales[rows]
-        position = np.arange(count)
-        band = np.where(
-            np.abs(position[:, None] - position[None, :]) < self._window, 0.0, -np.inf
-        ).astype(np.float32)
-        local, full = self._rotary["local"], self._rotary["global"]
-        feed = {
-            "embeddings": embeddings,
-            "cos_local": local[0][:count],
-            "sin_local": local[1][:count],
-            "cos_global": full[0][:count],
-            "sin_global": full[1][:count],
-            "band": band,
-        }
+        feed = graph_inputs(embeddings, self._rotary, self._window)
         vector = self._session.run(None, feed)[0][0]
         return np.asarray(vector, dtype=np.float32)
 
