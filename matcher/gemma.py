@@ -67,6 +67,12 @@ MAX_TOKENS = 512
 #: often score 0.5), so the default's 0.45 would let a correction pull almost
 #: any text; 0.65 was measured the same way as the default's (benchmarks/README.md).
 CORRECTION_THRESHOLD = 0.65
+#: Floor and margin for holding back an unsure answer (``matcher/confidence.py``),
+#: chosen on the sample roster with ``benchmarks/confidence.py``. Nonsense
+#: scores as high as real texts on this model, so the floor only guards the
+#: bottom; the text checks do the rest.
+CONFIDENCE_FLOOR = 0.45
+CONFIDENCE_MARGIN = 0.002
 
 FetchProgress = Callable[[int, int], None]
 
@@ -249,6 +255,8 @@ class EmbeddingGemmaEncoder:
 
     NAME = GEMMA_NAMES[0]
     correction_threshold = CORRECTION_THRESHOLD
+    confidence_floor = CONFIDENCE_FLOOR
+    confidence_margin = CONFIDENCE_MARGIN
 
     def __init__(
         self,
