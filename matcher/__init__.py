@@ -6,6 +6,7 @@ in a batch job, a notebook or a test without Flask.
 
 from __future__ import annotations
 
+from .confidence import Assessment, Doubt, Thresholds
 from .errors import (
     BatchInputError,
     ConfigError,
@@ -18,8 +19,10 @@ from .errors import (
 from .profiles import Profile, Roster, load_profiles
 
 __all__ = [
+    "Assessment",
     "BatchInputError",
     "ConfigError",
+    "Doubt",
     "IndexStateError",
     "InputError",
     "MatcherError",
@@ -27,5 +30,6 @@ __all__ = [
     "Profile",
     "ProfileError",
     "Roster",
+    "Thresholds",
     "load_profiles",
 ]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from .confidence import CONFIDENT, Assessment
 from .errors import BatchInputError, InputError
 from .matching import DEFAULT_TOP_K, Match, Matcher
 from .text import MAX_TEXT_CHARS, validate_text
@@ -50,17 +51,27 @@ class BadRow:
 
 @dataclass(frozen=True)
 class Paired:
-    """A shopper row and its matches, best first."""
+    """A shopper row, its matches (best first) and whether the first may be announced.
+
+    An unconfident row is still written out with its matches, marked so, for
+    the planner to judge; the web layer does not store it as a pairing.
+    """
 
     row: ShopperRow
     matches: list[Match]
+    assessment: Assessment = CONFIDENT
 
 
 @dataclass
 class BatchSummary:
-    """Counts for the whole batch, and the first bad rows."""
+    """Counts for the whole batch, and the first bad rows.
+
+    ``matched`` counts every row written out; ``unsure`` those of them whose
+    answer is not confident (written, marked ``confident: false``).
+    """
 
     matched: int = 0
+    unsure: int = 0
     bad: int = 0
     bad_rows: list[BadRow] = field(default_factory=list)
 
@@ -287,7 +298,8 @@ def _flush(
     results = iter(matcher.match_many([row.text for row in shoppers], k))
     for row in pending:
         if isinstance(row, ShopperRow):
-            yield Paired(row, next(results))
+            matches = next(results)
+            yield Paired(row, matches, matcher.assess(row.text, matches))
         else:
             yield row
 
@@ -305,6 +317,9 @@ def escape_cell(value: str) -> str:
 class CsvPairingWriter:
     """One row per shopper: id, then celebrity, score and reasons for each rank.
 
+    The last columns are ``margin``, ``confident`` (``true`` or ``false``) and
+    ``reason`` (empty when confident; else a code of ``matcher.confidence.Doubt``).
+
     Every text cell goes through :func:`escape_cell`: ids come from the client
     and names and reasons from planners, and any of them may open in a spreadsheet.
     """
@@ -314,7 +329,7 @@ class CsvPairingWriter:
         header = ["id"]
         for rank in range(1, k + 1):
             header += [f"celebrity_{rank}", f"name_{rank}", f"score_{rank}", f"reasons_{rank}"]
-        header.append("margin")
+        header += ["margin", "confident", "reason"]
         self._writer.writerow(header)
 
     def write(self, paired: Paired) -> None:
@@ -328,6 +343,8 @@ class CsvPairingWriter:
                 escape_cell(reasons),
             ]
         cells.append(f"{paired.matches[0].margin:.4f}" if paired.matches else "")
+        verdict = paired.assessment
+        cells += ["true" if verdict.confident else "false", str(verdict.reason or "")]
         self._writer.writerow(cells)
 
     def close(self) -> None:
@@ -335,7 +352,7 @@ class CsvPairingWriter:
 
 
 class JsonlPairingWriter:
-    """One JSON object per shopper: ``{"id", "matches": [...]}``."""
+    """One JSON object per shopper: ``{"id", "matches": [...], "confident", "reason"?}``."""
 
     def __init__(self, handle: IO[str]) -> None:
         self._handle = handle
@@ -344,6 +361,7 @@ class JsonlPairingWriter:
         record: dict[str, Any] = {
             "id": paired.row.id,
             "matches": [m.to_dict() for m in paired.matches],
+            **paired.assessment.to_dict(),
         }
         self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
@@ -397,6 +415,7 @@ def run_batch(
                 else:
                     writer.write(item)
                     summary.matched += 1
+                    summary.unsure += not item.assessment.confident
                     line = item.row.line
                 if on_row is not None:
                     on_row(line)

@@ -20,6 +20,7 @@ import click
 
 from . import store_cli
 from .batch import BadRow, escape_cell
+from .confidence import Doubt
 from .encoders import (
     DEFAULT_MODEL,
     SENTENCE_TRANSFORMERS,
@@ -220,13 +221,29 @@ def match_command(
     matcher = _open_matcher(profiles_dir, model, index_dir)
     results = matcher.match_many(cleaned, top_k)
     for number, (text, matches) in enumerate(zip(cleaned, results, strict=True), start=1):
+        verdict = matcher.assess(text, matches)
         if as_json:
-            record = {"text": text, "matches": [m.to_dict() for m in matches]}
+            record = {
+                "text": text,
+                "matches": [m.to_dict() for m in matches],
+                **verdict.to_dict(),
+            }
             click.echo(json.dumps(record, ensure_ascii=False))
         else:
             if len(cleaned) > 1:
                 click.echo(f"[{number}] {_shorten(text, 70)}")
+            if verdict.reason is not None:
+                click.echo(f"unsure ({verdict.reason}): {UNSURE_NOTES[verdict.reason]}")
             _print_matches(matches)
+
+
+#: What ``matcher match`` says above an answer it would not announce to a shopper.
+UNSURE_NOTES = {
+    Doubt.NO_CONTENT: "nothing readable in the text; a shopper would be asked for more",
+    Doubt.TOO_SHORT: "too little text to go on; a shopper would be asked for more",
+    Doubt.WEAK: "the text is close to no celebrity; the ranking below is a guess",
+    Doubt.NEAR_TIE: "the top two are too close to call; the ranking below is a guess",
+}
 
 
 def _print_matches(matches: list[Match]) -> None:
@@ -389,6 +406,12 @@ def batch_command(
         finally:
             rejects.close()
     click.echo(f"{summary.matched} shoppers paired -> {output}", err=True)
+    if summary.unsure:
+        click.echo(
+            f"{summary.unsure} of them unsure (confident=false: the text is unreadable,"
+            " too short or a close call)",
+            err=True,
+        )
     if summary.bad:
         click.echo(f"{summary.bad} bad rows skipped -> {rejects_path}", err=True)
         sys.exit(EXIT_BAD_ROWS)

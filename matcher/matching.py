@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .confidence import Assessment, Thresholds, assess, encoder_confidence
 from .encoders import DEFAULT_CORRECTION_THRESHOLD, DEFAULT_MODEL, Encoder, load_encoder
 from .errors import InputError
 from .index import BuildReport, ProfileIndex, ensure_index
@@ -194,6 +195,9 @@ class Matcher:
         correction_threshold: how close a text must be to a planner's correction
             for it to count (see :func:`celebrity_scores`). Default:
             :func:`encoder_threshold`, since cosines differ between models.
+        confidence: the score floor and top-two margin below which an answer is
+            not announced (see :meth:`assess`). Default: :func:`encoder_confidence`,
+            since cosines differ between models.
         reasons: how many facets to quote per match.
         max_chars: the longest accepted shopper text.
     """
@@ -207,6 +211,7 @@ class Matcher:
         example_weight: float = DEFAULT_EXAMPLE_WEIGHT,
         profile_weight: float = DEFAULT_PROFILE_WEIGHT,
         correction_threshold: float | None = None,
+        confidence: Thresholds | None = None,
         reasons: int = 2,
         max_chars: int = MAX_TEXT_CHARS,
     ) -> None:
@@ -222,6 +227,7 @@ class Matcher:
         if correction_threshold is None:
             correction_threshold = encoder_threshold(encoder)
         self.correction_threshold: float = correction_threshold
+        self.confidence: Thresholds = confidence or encoder_confidence(encoder)
         self.reasons = reasons
         self.max_chars = max_chars
 
@@ -245,6 +251,16 @@ class Matcher:
         """
         k = self.check_k(k)
         return self.match_many([validate_text(text, max_chars=self.max_chars)], k)[0]
+
+    def assess(self, text: str, matches: Sequence[Match]) -> Assessment:
+        """Whether ``matches`` (the answer for ``text``) may be announced as a pairing.
+
+        Kept apart from :meth:`match` so every caller still gets the ranking (a
+        planner wants to see it; a client may show it) and decides what an
+        unsure answer means for it: the API and the form do not store one.
+        See ``matcher/confidence.py`` for the checks.
+        """
+        return assess(text, matches, self.confidence, roster_size=self.roster_size)
 
     def match_many(self, texts: Sequence[str], k: int = DEFAULT_TOP_K) -> list[list[Match]]:
         """Match several texts in one encoder batch (texts must already be valid).

@@ -92,6 +92,7 @@ def test_match_returns_the_core_ranking(client: FlaskClient, sample_matcher: Mat
     assert body["shopper_ref"].startswith("s-")
     assert body == {
         "matches": expected_records(sample_matcher, TEXT, 2),
+        "confident": True,
         "shopper_ref": body["shopper_ref"],
         "model": sample_matcher.index.model_id,
         "campaign": "default",
@@ -139,6 +140,7 @@ def test_options_are_accepted_and_the_reference_comes_back(
     assert response.status_code == 200
     assert response.get_json() == {
         "matches": expected_records(sample_matcher, TEXT, 1),
+        "confident": True,
         "shopper_ref": "order-42",
         "model": sample_matcher.index.model_id,
         "campaign": "default",
@@ -342,8 +344,8 @@ def test_batch_pairs_every_text_in_order(client: FlaskClient, sample_matcher: Ma
     assert made.startswith("s-")
     assert body == {
         "results": [
-            {"shopper_ref": "a", "matches": records(first)},
-            {"shopper_ref": made, "matches": records(second)},
+            {"shopper_ref": "a", "matches": records(first), "confident": True},
+            {"shopper_ref": made, "matches": records(second), "confident": True},
         ],
         "model": sample_matcher.index.model_id,
         "campaign": "default",
@@ -369,6 +371,7 @@ def test_batch_gives_bad_texts_an_error_and_pairs_the_rest(
     assert results[1] == {
         "shopper_ref": "good",
         "matches": expected_records(sample_matcher, TEXT, 1),
+        "confident": True,
     }
     for position in (0, 2, 3):
         assert set(results[position]) == {"shopper_ref", "error"}
@@ -409,7 +412,8 @@ def test_batch_of_the_maximum_size_is_accepted(client: FlaskClient) -> None:
         pytest.param({"items": [{"text": TEXT, "shopper_ref": 1}]}, "invalid_shopper_ref", "items[0].shopper_ref", id="item-number-ref"),
         pytest.param({"items": [{"text": TEXT}], "top_k": 0}, "invalid_top_k", "top_k", id="zero-top-k"),
         pytest.param({"items": [{"text": TEXT}], "top_k": "2"}, "invalid_top_k", "top_k", id="string-top-k"),
-        pytest.param({"items": [{"text": TEXT}], "lang": "en"}, "unknown_field", "lang", id="unknown-field"),
+        pytest.param({"items": [{"text": TEXT}], "colour": "red"}, "unknown_field", "colour", id="unknown-field"),
+        pytest.param({"items": [{"text": TEXT}], "lang": "fr"}, "invalid_lang", "lang", id="unknown-lang"),
         pytest.param({"text": TEXT}, "unknown_field", "text", id="single-match-body"),
     ],
 )  # fmt: skip

@@ -170,7 +170,8 @@ def test_jsonl_output_row_shape(
     records = read_jsonl(out)
     assert [r["id"] for r in records] == [shopper_id for shopper_id, _ in GOOD_ROWS]
     for record in records:
-        assert set(record) == {"id", "matches"}
+        assert set(record) == {"id", "matches", "confident"}
+        assert record["confident"] is True
         matches = record["matches"]
         assert isinstance(matches, list) and len(matches) == 2
         assert matches[0]["celebrity_id"] == EXPECTED_TOP[str(record["id"])]
@@ -197,7 +198,7 @@ def test_csv_output_columns_and_values(
     with open(out, encoding="utf-8", newline="") as handle:
         header = next(csv.reader(handle))
     assert header[0] == "id"
-    assert header[-1] == "margin"
+    assert header[-3:] == ["margin", "confident", "reason"]
     for rank in (1, 2):
         assert {f"celebrity_{rank}", f"name_{rank}", f"score_{rank}", f"reasons_{rank}"} <= set(
             header
@@ -211,6 +212,7 @@ def test_csv_output_columns_and_values(
         assert row["name_1"] == names[row["celebrity_1"]]
         assert float(row["score_1"]) >= float(row["score_2"])
         assert float(row["margin"]) >= 0
+        assert (row["confident"], row["reason"]) == ("true", "")
         for rank in (1, 2):
             quotes = [part.split(": ", 1)[1] for part in row[f"reasons_{rank}"].split("; ")]
             assert set(quotes) <= roster_facets[row[f"celebrity_{rank}"]]
@@ -926,3 +928,31 @@ def test_real_model_batch_agrees_with_single_matches(
         assert isinstance(matches, list)
         assert [m["celebrity_id"] for m in matches] == [m.celebrity_id for m in single]
         assert np.allclose([m["score"] for m in matches], [m.score for m in single], atol=2e-4)
+
+
+@pytest.mark.parametrize("out_name", ["out.csv", "out.jsonl"])
+def test_unsure_rows_are_written_and_marked(
+    fake_matcher: Matcher, tmp_path: Path, out_name: str
+) -> None:
+    rows = [("s1", OCEAN_TEXT), ("s2", "asdfgh"), ("s3", "test")]
+    source = write_input(tmp_path / "in.csv", rows)
+    out = tmp_path / out_name
+
+    summary = run_batch(fake_matcher, source, out, k=2)
+
+    assert (summary.matched, summary.unsure, summary.bad) == (3, 2, 0)
+    if out_name.endswith(".csv"):
+        marks = [(r["id"], r["confident"], r["reason"]) for r in read_csv_rows(out)]
+        assert marks == [
+            ("s1", "true", ""),
+            ("s2", "false", "no_content"),
+            ("s3", "false", "too_short"),
+        ]
+    else:
+        records = read_jsonl(out)
+        assert [{k: r.get(k) for k in ("id", "confident", "reason")} for r in records] == [
+            {"id": "s1", "confident": True, "reason": None},
+            {"id": "s2", "confident": False, "reason": "no_content"},
+            {"id": "s3", "confident": False, "reason": "too_short"},
+        ]
+        assert all(len(r["matches"]) == 2 for r in records)  # type: ignore[arg-type]

@@ -312,6 +312,7 @@ def test_listed_microsite_embeds_the_form_and_hears_the_pairing(
     assert paired == {
         "type": "matcher:paired",
         "version": 1,
+        "confident": True,
         "celebrity_id": expected.celebrity_id,
         "percent": percent,
         "lang": "en",
@@ -335,6 +336,32 @@ def test_listed_microsite_embeds_the_form_and_hears_the_pairing(
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "embed-result.png"), full_page=True)
+
+
+def test_an_unsure_answer_tells_the_host_without_a_pairing(
+    page: Page, sites: dict[str, str]
+) -> None:
+    page.goto(f"{sites['listed']}/")
+    frame = page.frame_locator("#matcher")
+    frame.locator("#text").fill("asdfgh")
+    frame.get_by_role("button", name="Find my celebrity").click()
+
+    expect(frame.locator("#unsure")).to_have_attribute("data-reason", "no_content", timeout=WAIT_MS)
+    expect(frame.locator("#text")).to_have_value("asdfgh")
+    expect(frame.locator("#text")).to_be_focused()
+    page.wait_for_function(
+        "() => window.__events.some(e => e && e.type === 'matcher:unsure')", timeout=WAIT_MS
+    )
+    assert events(page, "matcher:unsure") == [
+        {
+            "type": "matcher:unsure",
+            "version": 1,
+            "confident": False,
+            "reason": "no_content",
+            "lang": "en",
+        }
+    ]
+    assert events(page, "matcher:paired") == []
 
 
 def test_unlisted_microsite_is_refused(page: Page, sites: dict[str, str]) -> None:

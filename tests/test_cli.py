@@ -379,6 +379,22 @@ def test_match_json_is_one_object_per_text(
         assert all(m["reasons"] for m in matches)
 
 
+def test_match_marks_unsure_answers(runner: CliRunner, roster_dir: Path, tmp_path: Path) -> None:
+    args = ["match", *matching_args(roster_dir, tmp_path)]
+    result = runner.invoke(cli, [*args, "--json", OCEAN_SHOPPER, "asdfgh"])
+    assert result.exit_code == 0, result.output
+    sure, unsure = json_lines(result.stdout)
+    assert sure["confident"] is True and "reason" not in sure
+    assert (unsure["confident"], unsure["reason"]) == (False, "no_content")
+    assert unsure["matches"], "the ranking is still given"
+
+    result = runner.invoke(cli, [*args, OCEAN_SHOPPER, "asdfgh"])
+    assert result.exit_code == 0, result.output
+    first, second = result.stdout.split("[2]")
+    assert "unsure" not in first
+    assert "unsure (no_content)" in second
+
+
 def test_match_text_is_stripped(runner: CliRunner, roster_dir: Path, tmp_path: Path) -> None:
     result = runner.invoke(
         cli, ["match", *matching_args(roster_dir, tmp_path), "--json", f"  {OCEAN_SHOPPER}\n"]

@@ -695,6 +695,34 @@ def test_try_box_refuses_unusable_text(planner: FlaskClient, data: dict[str, str
     assert '<section class="ranking"' not in page
 
 
+def test_try_box_says_whether_a_shopper_would_be_paired(planner: FlaskClient) -> None:
+    unsure = post(planner, "/planner/try", {"text": "asdfgh"}).get_data(as_text=True)
+    assert 'data-confident="false" data-reason="no_content"' in unsure
+    assert "a shopper would be paired with nobody" in unsure
+    assert '<section class="ranking"' in unsure, "the ranking is still shown to the planner"
+    clear = "Board meetings, tailored suits and a leather briefcase: I run a company."
+    sure = post(planner, "/planner/try", {"text": clear}).get_data(as_text=True)
+    assert 'data-confident="true"' in sure
+    assert "a shopper would be paired with Gu Yan" in sure
+
+
+def test_an_upload_stores_and_counts_only_confident_answers(
+    app: Flask, planner: FlaskClient
+) -> None:
+    rows = [("up-1", SHOPPER_TEXTS[0]), ("junk-1", "asdfgh"), ("junk-2", "哈哈哈")]
+    job_id = job_id_of(upload(planner, "a.csv", shopper_csv(rows)))
+    view = wait_for(app, job_id)
+    assert view.status is Status.DONE
+    assert (view.matched, view.unsure, view.stored) == (3, 2, 1)
+    assert stored_refs(app) == Counter(["up-1"])
+    written = read_csv(download(planner, job_id).data)
+    assert [(r["id"], r["confident"], r["reason"]) for r in written] == [
+        ("up-1", "true", ""),
+        ("junk-1", "false", "no_content"),
+        ("junk-2", "false", "no_content"),
+    ]
+
+
 def test_a_correction_is_saved_and_applies_after_the_refresh(
     app: Flask, planner: FlaskClient, sample_matcher: Matcher
 ) -> None:

@@ -178,7 +178,9 @@ def test_api_batch_is_stored_as_one_batch_without_the_bad_items(
 def test_shopper_text_never_reaches_a_log_line(
     client: FlaskClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    marker = f"marker-{uuid.uuid4().hex} 薰衣草"
+    # A clear text around the marker: only confident answers are stored, and
+    # the INSERT must happen for the test to mean anything.
+    marker = f"marker-{uuid.uuid4().hex} 周末喜欢泡一壶普洱，窝在窗边看书，闻着薰衣草"
     # With SQLAlchemy's statement log on too, as an operator debugging might turn it.
     with caplog.at_level(logging.DEBUG), caplog.at_level(logging.INFO, "sqlalchemy.engine"):
         post_form(client, "/", text=marker, consent="yes")

@@ -15,14 +15,17 @@ import io
 import json
 import re
 from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from datetime import date
 from typing import Any, NoReturn
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask_babel import force_locale
 
 from matcher.batch import escape_cell
+from matcher.confidence import Assessment
 from matcher.errors import InputError
-from matcher.matching import DEFAULT_TOP_K, Match
+from matcher.matching import DEFAULT_TOP_K
 from matcher.store import DEFAULT_SLUG, NewPairing, PairingFilter
 from matcher.store.campaigns import SLUG_PATTERN
 from matcher.store.pairings import (
@@ -36,13 +39,14 @@ from matcher.text import validate_text
 
 from .campaigns import all_origins, current_campaign, current_matcher, database, store
 from .errors import ApiError, error_body
+from .hints import hint
 from .openapi import LANGS, MAX_BATCH, MAX_BODY_BYTES, MAX_REF_CHARS, openapi_document
 
 PREFIX = "/api/v1"
 bp = Blueprint("api", __name__, url_prefix=PREFIX)
 
 MATCH_FIELDS = frozenset({"text", "top_k", "lang", "consent", "shopper_ref", "campaign"})
-BATCH_FIELDS = frozenset({"items", "top_k", "campaign"})
+BATCH_FIELDS = frozenset({"items", "top_k", "lang", "campaign"})
 ITEM_FIELDS = frozenset({"text", "shopper_ref", "consent"})
 
 
@@ -201,22 +205,28 @@ def choose_campaign(value: object = DEFAULT_SLUG) -> None:
     g.campaign_slug = value
 
 
-def match_record(match: Match) -> dict[str, Any]:
-    return {
-        "celebrity_id": match.celebrity_id,
-        "name": match.name,
-        "name_zh": match.name_zh,
-        "score": match.score,
-        "margin": match.margin,
-        "share": match.share,
-        "rank": match.rank,
-        "reasons": [{"facet": r.facet, "score": r.score, "quote": r.quote} for r in match.reasons],
-    }
+def verdict_fields(verdict: Assessment) -> dict[str, Any]:
+    """``confident``, and when it is false the ``reason`` code and a hint for the shopper."""
+    fields = verdict.to_dict()
+    if not verdict.confident:
+        fields["hint"] = hint(verdict.reason)
+    return fields
+
+
+def hint_locale(body: Mapping[str, Any]) -> AbstractContextManager[None]:
+    """Hints in the body's ``lang`` (checked already), else in the request's language."""
+    lang = body.get("lang")
+    return force_locale(lang) if isinstance(lang, str) else nullcontext()
 
 
 @bp.post("/match")
 def match() -> Response:
-    """Pair one shopper text; see the OpenAPI document for the fields."""
+    """Pair one shopper text; see the OpenAPI document for the fields.
+
+    An answer the matcher is unsure of (``confident: false``) is still a 200
+    with the matches, but nobody was paired: it is not stored, so it counts
+    in no report, and ``shopper_ref`` is only what the client sent.
+    """
     body = json_body()
     check_fields(body, MATCH_FIELDS)
     choose_campaign(body.get("campaign", DEFAULT_SLUG))
@@ -226,23 +236,28 @@ def match() -> Response:
     except InputError as exc:
         bad("invalid_text", f"{exc}.", "text")
     k = top_k(body)
-    # lang changes nothing here (both names come back), but a caller that
-    # sends it wrong should hear about it.
+    # lang chooses the language of a hint; both names always come back.
     check_lang(body)
     agreed = consent(body)
     shopper_ref = optional_ref(body)
     matcher = current_matcher()
     matches = matcher.match(text, k)
-    stored = store(
-        campaign, matcher, [NewPairing(matches[0], text, agreed, shopper_ref)], source="api"
+    verdict = matcher.assess(text, matches)
+    stored = (
+        store(campaign, matcher, [NewPairing(matches[0], text, agreed, shopper_ref)], source="api")
+        if verdict.confident
+        else None
     )
+    with hint_locale(body):
+        verdict_body = verdict_fields(verdict)
     return jsonify(
         {
-            "matches": [match_record(m) for m in matches],
-            "shopper_ref": stored.refs[0],
+            "matches": [m.to_dict() for m in matches],
+            **verdict_body,
+            "shopper_ref": stored.refs[0] if stored else shopper_ref,
             "model": matcher.index.model_id,
             "campaign": campaign.slug,
-            "text_stored": stored.texts_kept > 0,
+            "text_stored": stored is not None and stored.texts_kept > 0,
         }
     )
 
@@ -252,7 +267,8 @@ def match_batch() -> Response:
     """Pair up to ``MAX_BATCH`` texts in one encoder batch.
 
     A malformed request is refused whole; a blank or over-long text only gets
-    an error in its own result, and the other texts are paired.
+    an error in its own result, and the other texts are paired. Each result
+    says whether it is ``confident``; only the confident ones are stored.
     """
     body = json_body()
     check_fields(body, BATCH_FIELDS)
@@ -286,6 +302,7 @@ def match_batch() -> Response:
             checked.append(shopper_text(item["text"]))
         except InputError as exc:
             checked.append(exc)
+    check_lang(body)
     matcher = current_matcher()
     valid = [
         (text, ref, agreed)
@@ -293,31 +310,34 @@ def match_batch() -> Response:
         if isinstance(text, str)
     ]
     paired = matcher.match_many([text for text, _, _ in valid], k)
-    # Stored in one transaction: the whole call, or (on an error) none of it.
-    stored = (
-        store(
-            campaign,
-            matcher,
-            [
-                NewPairing(matches[0], text, agreed, ref)
-                for (text, ref, agreed), matches in zip(valid, paired, strict=True)
-            ],
-            source="api",
-            batch=True,
-        )
-        if valid
-        else None
-    )
+    verdicts = [
+        matcher.assess(text, matches) for (text, _, _), matches in zip(valid, paired, strict=True)
+    ]
+    # Only confident answers are pairings. Stored in one transaction: the whole
+    # call, or (on an error) none of it.
+    to_store = [
+        NewPairing(matches[0], text, agreed, ref)
+        for (text, ref, agreed), matches, verdict in zip(valid, paired, verdicts, strict=True)
+        if verdict.confident
+    ]
+    stored = store(campaign, matcher, to_store, source="api", batch=True) if to_store else None
     made_refs = iter(stored.refs if stored else [])
-    answers = iter(paired)
+    answers = iter(zip(paired, verdicts, strict=True))
     results: list[dict[str, Any]] = []
-    for position, (ref, text) in enumerate(zip(refs, checked, strict=True)):
-        if isinstance(text, InputError):
-            error = error_body(400, "invalid_text", f"{text}.", f"items[{position}].text")
-            results.append({"shopper_ref": ref, **error})
-        else:
-            matches = [match_record(m) for m in next(answers)]
-            results.append({"shopper_ref": next(made_refs), "matches": matches})
+    with hint_locale(body):
+        for position, (ref, text) in enumerate(zip(refs, checked, strict=True)):
+            if isinstance(text, InputError):
+                error = error_body(400, "invalid_text", f"{text}.", f"items[{position}].text")
+                results.append({"shopper_ref": ref, **error})
+                continue
+            matches, verdict = next(answers)
+            results.append(
+                {
+                    "shopper_ref": next(made_refs) if verdict.confident else ref,
+                    "matches": [m.to_dict() for m in matches],
+                    **verdict_fields(verdict),
+                }
+            )
     return jsonify(
         {
             "results": results,

@@ -282,6 +282,8 @@ class JobRecord:
     #: Pairings stored in the database (done jobs that were stored), and their batch.
     stored: int | None = None
     batch_id: int | None = None
+    #: Matched rows whose answer is not confident: in the output, not stored or counted.
+    unsure: int = 0
 
     @property
     def output_name(self) -> str:
@@ -310,6 +312,7 @@ class JobRecord:
             "totals": None if self.totals is None else self.totals.to_json(),
             "stored": self.stored,
             "batch_id": self.batch_id,
+            "unsure": self.unsure,
         }
 
     @classmethod
@@ -345,6 +348,7 @@ class JobRecord:
             totals=None if totals is None else PairingTotals.from_json(totals),
             stored=_optional_int(data.get("stored")),
             batch_id=_optional_int(data.get("batch_id")),
+            unsure=_int(data.get("unsure", 0)),
         )
 
 
@@ -370,6 +374,7 @@ class JobView:
     stale: bool = False
     stored: int | None = None
     batch_id: int | None = None
+    unsure: int = 0
 
     @property
     def finished(self) -> bool:
@@ -414,6 +419,7 @@ class Job:
     store: StoreBatch | None = field(default=None, repr=False)
     stored: int | None = None
     batch_id: int | None = None
+    unsure: int = 0
     #: ``time.monotonic()`` of the last save, for the save throttle.
     saved_at: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -448,6 +454,7 @@ class Job:
                 totals=self.totals.copy() if self.status is Status.DONE else None,
                 stored=self.stored,
                 batch_id=self.batch_id,
+                unsure=self.unsure,
             )
 
 
@@ -704,9 +711,14 @@ class JobRegistry:
                             job.lines_done = item.line
                         else:
                             writer.write(item)
-                            if job.store is not None:
-                                spool.write(_spooled(item.row.id, item.matches[0]))
-                            job.totals.add(item.matches[0])
+                            # An unsure answer paired nobody: in the file, marked,
+                            # but neither stored nor counted, as on the API.
+                            if not item.assessment.confident:
+                                job.unsure += 1
+                            else:
+                                if job.store is not None:
+                                    spool.write(_spooled(item.row.id, item.matches[0]))
+                                job.totals.add(item.matches[0])
                             job.matched += 1
                             job.lines_done = item.row.line
                     self._save(job)
@@ -998,4 +1010,5 @@ class JobRegistry:
             stale=stale,
             stored=record.stored,
             batch_id=record.batch_id,
+            unsure=record.unsure,
         )

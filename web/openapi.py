@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from matcher.confidence import Doubt
 from matcher.matching import DEFAULT_TOP_K
 from matcher.store.campaigns import DEFAULT_SLUG, SLUG_PATTERN
 
@@ -65,7 +66,45 @@ def _components(max_chars: int) -> dict[str, Any]:
     }
     echoed_ref = {
         "type": "string",
-        "description": "The `shopper_ref` sent, or the one made for this shopper.",
+        "nullable": True,
+        "description": (
+            "The `shopper_ref` sent, or the one made for this shopper. When the answer is"
+            " not confident nothing is stored: the `shopper_ref` sent, or null."
+        ),
+    }
+    verdict = {
+        "confident": {
+            "type": "boolean",
+            "description": (
+                "Whether the matcher can honestly name the first match. When false, do not"
+                " announce a celebrity: show `hint` and let the shopper say more. The answer"
+                " is then not stored as a pairing and counts in no report."
+            ),
+        },
+        "reason": {
+            "type": "string",
+            "enum": [str(d) for d in Doubt],
+            "description": (
+                "Only when `confident` is false: `no_content` (nothing readable), `too_short`,"
+                " `weak` (close to no celebrity) or `near_tie` (the top two are too close)."
+            ),
+        },
+        "hint": {
+            "type": "string",
+            "description": (
+                "Only when `confident` is false: advice for the shopper, in `lang` if sent,"
+                " else in the language of the request's Accept-Language."
+            ),
+        },
+    }
+    lang = {
+        "type": "string",
+        "enum": list(LANGS),
+        "description": (
+            "The language the shopper reads: that of `hint`. The answer carries both names,"
+            " so show the one for this language; reasons are quoted in the language of the"
+            " text."
+        ),
     }
     campaign = {
         "type": "string",
@@ -181,15 +220,7 @@ def _components(max_chars: int) -> dict[str, Any]:
                     "description": "What the shopper likes, in English or Chinese; not blank.",
                 },
                 "top_k": top_k,
-                "lang": {
-                    "type": "string",
-                    "enum": list(LANGS),
-                    "description": (
-                        "The language the shopper reads. The answer carries both names, so"
-                        " show the one for this language; reasons are quoted in the language"
-                        " of the text."
-                    ),
-                },
+                "lang": lang,
                 "consent": consent,
                 "shopper_ref": shopper_ref,
                 "campaign": campaign,
@@ -197,10 +228,18 @@ def _components(max_chars: int) -> dict[str, Any]:
         },
         "MatchResponse": {
             "type": "object",
-            "required": ["matches", "shopper_ref", "model", "campaign", "text_stored"],
+            "required": [
+                "matches",
+                "confident",
+                "shopper_ref",
+                "model",
+                "campaign",
+                "text_stored",
+            ],
             "additionalProperties": False,
             "properties": {
                 "matches": {"type": "array", "items": _ref("Match"), "description": "Best first."},
+                **verdict,
                 "shopper_ref": echoed_ref,
                 "model": {"type": "string", "description": "The encoder that read the text."},
                 "campaign": {"type": "string", "description": "The campaign paired for."},
@@ -237,6 +276,7 @@ def _components(max_chars: int) -> dict[str, Any]:
                     },
                 },
                 "top_k": top_k,
+                "lang": lang,
                 "campaign": campaign,
             },
         },
@@ -256,19 +296,20 @@ def _components(max_chars: int) -> dict[str, Any]:
                     "type": "integer",
                     "nullable": True,
                     "description": (
-                        "The stored batch: every paired item of the call was stored in one"
-                        " transaction. Null when no item could be paired."
+                        "The stored batch: every confidently paired item of the call was stored"
+                        " in one transaction. Null when no item was."
                     ),
                 },
             },
         },
         "BatchMatched": {
             "type": "object",
-            "required": ["shopper_ref", "matches"],
+            "required": ["shopper_ref", "matches", "confident"],
             "additionalProperties": False,
             "properties": {
                 "shopper_ref": echoed_ref,
                 "matches": {"type": "array", "items": _ref("Match"), "description": "Best first."},
+                **verdict,
             },
         },
         "BatchFailed": {

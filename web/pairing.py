@@ -2,7 +2,9 @@
 
 Parses the form, calls the core, and turns matches into what a shopper reads:
 names and taglines in their language, reasons in plain words, a fit figure.
-Nothing here decides who matches; the core does.
+Nothing here decides who matches, or whether the matcher is sure; the core
+does. When it is not sure, no celebrity is named and nothing is stored: the
+shopper sees a hint, with their text still in the box to add to.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from matcher.store import NewPairing
 from matcher.text import MAX_TEXT_CHARS
 
 from .campaigns import campaign_settings, current_campaign, current_matcher, store
+from .hints import hint
 from .i18n import select_locale
 from .security import check_form_post
 
@@ -91,7 +94,8 @@ def handle(template: str, source: str) -> tuple[str, int]:
     """GET shows the form; POST checks the form's origin and token, matches and shows the result.
 
     The pairing is stored before the result is shown; the text only with the
-    shopper's consent, where the campaign keeps text.
+    shopper's consent, where the campaign keeps text. An answer the matcher is
+    unsure of is neither shown nor stored: the page asks for more instead.
     """
     lang = select_locale()
     campaign = current_campaign()
@@ -104,6 +108,7 @@ def handle(template: str, source: str) -> tuple[str, int]:
         "consent": False,
         "error": None,
         "result": None,
+        "unsure": None,
         "max_chars": MAX_TEXT_CHARS,
         "quick_picks": quick_picks(),
         "lang": lang,
@@ -115,21 +120,26 @@ def handle(template: str, source: str) -> tuple[str, int]:
         text = request.form.get("text", "").replace("\r\n", "\n")
         picked = request.form.getlist("picks")
         context.update(text=text, picked=picked, consent=request.form.get("consent") == "yes")
+        composed = compose_text(text, picked)
         try:
             matcher = current_matcher()
-            matches = matcher.match(compose_text(text, picked), TOP_K)
+            matches = matcher.match(composed, TOP_K)
         except InputError:
             status = 400
             context["error"] = (
                 gettext("Tell us a little about what you like first.")
-                if not compose_text(text, picked)
+                if not composed
                 else gettext(
                     "That is too long: please keep it under %(n)d characters.", n=MAX_TEXT_CHARS
                 )
             )
         else:
+            verdict = matcher.assess(composed, matches)
+            if not verdict.confident:
+                context["unsure"] = {"reason": str(verdict.reason), "hint": hint(verdict.reason)}
+                return render_template(template, **context), status
             consented = context["consent"]
-            pairing = NewPairing(matches[0], compose_text(text, picked), consented, context["ref"])
+            pairing = NewPairing(matches[0], composed, consented, context["ref"])
             context["stored"] = store(campaign, matcher, [pairing], source=source)
             profiles = {p.id: p for p in matcher.index.profiles}
             context["result"] = [present(m, profiles[m.celebrity_id], lang) for m in matches]

@@ -99,6 +99,7 @@ from .campaigns import (
     refresh_campaign,
 )
 from .errors import ApiError
+from .hints import hint
 from .i18n import LANGUAGES, select_locale
 from .jobs import DEFAULT_TTL, SCORE_BIN_WIDTH, JobRegistry, Status
 from .pairing import current_matcher, facet_label
@@ -459,12 +460,17 @@ def _text_error(text: str) -> str | None:
 def _try_page(text: str, notice: str | None = None, error: str | None = None) -> str:
     matcher = current_matcher()
     ranking = None
+    unsure = None
     if text.strip() and error is None:
         ranking = matcher.match(text, matcher.roster_size)
+        verdict = matcher.assess(text.strip(), ranking)
+        if not verdict.confident:
+            unsure = {"reason": str(verdict.reason), "hint": hint(verdict.reason)}
     return render_template(
         "planner/try.html",
         text=text,
         ranking=ranking,
+        unsure=unsure,
         error=error,
         notice=notice,
         close_call=CLOSE_CALL,
@@ -1183,6 +1189,9 @@ SCRIPT_SNIPPET = """\
       }} else if (data.type === "matcher:paired") {{
         // data.celebrity_id, data.percent (0-100) and data.lang ("en" or "zh-CN")
         document.dispatchEvent(new CustomEvent("lueur:paired", {{ detail: data }}));
+      }} else if (data.type === "matcher:unsure") {{
+        // Nobody was paired (data.reason says why); the frame asks the shopper for more.
+        document.dispatchEvent(new CustomEvent("lueur:unsure", {{ detail: data }}));
       }}
     }});
   }})();

@@ -156,6 +156,9 @@ def _load_runtime(name: str, runtime: str, cache_dir: Path | None) -> Encoder:
     # The spec is where a model's threshold is set; matching reads it off the
     # encoder (matching.encoder_threshold), as it does off a fake's.
     encoder.correction_threshold = spec.correction_threshold  # type: ignore[attr-defined]
+    for name in ("confidence_floor", "confidence_margin"):
+        if getattr(spec, name) is not None:
+            setattr(encoder, name, getattr(spec, name))
     return encoder
 
 

@@ -47,13 +47,24 @@
   }
 
   var result = document.getElementById("result");
+  var unsure = document.getElementById("unsure");
   if (result) {
     send({
       type: "matcher:paired",
       version: 1,
+      confident: true,
       celebrity_id: result.getAttribute("data-celebrity-id"),
       percent: Number(result.getAttribute("data-percent")),
       // The page's language tag: "en" or "zh-CN".
+      lang: document.documentElement.lang
+    });
+  } else if (unsure) {
+    // The matcher could not tell: nobody was paired, so no celebrity is named.
+    send({
+      type: "matcher:unsure",
+      version: 1,
+      confident: false,
+      reason: unsure.getAttribute("data-reason"),
       lang: document.documentElement.lang
     });
   }

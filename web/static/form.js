@@ -13,12 +13,13 @@
     update();
   }
   // After a POST, move focus to what changed, so keyboard and screen-reader
-  // users land on it: the result, or the field whose error they must fix
-  // (the textarea's aria-describedby points at the error message).
+  // users land on it: the result, or the field whose error they must fix or
+  // that they are asked to add to (the textarea's aria-describedby points at
+  // the message).
   var result = document.getElementById("result");
   if (result) {
     result.focus();
-  } else if (text && document.getElementById("form-error")) {
+  } else if (text && (document.getElementById("form-error") || document.getElementById("unsure"))) {
     text.focus();
   }
 })();
