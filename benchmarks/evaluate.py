@@ -38,6 +38,7 @@ from matcher.index import build_index  # noqa: E402
 from matcher.matching import (  # noqa: E402
     DEFAULT_CORRECTION_THRESHOLD,
     DEFAULT_EXAMPLE_WEIGHT,
+    DEFAULT_PROFILE_WEIGHT,
     Scoring,
     celebrity_scores,
 )
@@ -147,6 +148,7 @@ def facet_ranker(
     example_weight: float = 0.0,
     corrections: Sequence[Correction] = (),
     correction_threshold: float = DEFAULT_CORRECTION_THRESHOLD,
+    profile_weight: float = 0.0,
     text_of: Callable[[str], str] = lambda text: text,
 ) -> Ranker:
     """The matcher's own scheme: one vector per profile text, reduced per celebrity."""
@@ -161,7 +163,9 @@ def facet_ranker(
 
     def rank(texts: Sequence[str]) -> list[list[str]]:
         row_scores = index.facet_scores(encoder.encode(texts))
-        scores = celebrity_scores(row_scores, index, scoring, example_weight, correction_threshold)
+        scores = celebrity_scores(
+            row_scores, index, scoring, example_weight, correction_threshold, profile_weight
+        )
         ids = index.celebrity_ids
         return [[ids[i] for i in np.argsort(-row, kind="stable")] for row in scores]
 
@@ -340,6 +344,7 @@ def matcher_ranker(
         example_weight=DEFAULT_EXAMPLE_WEIGHT,
         corrections=corrections,
         correction_threshold=threshold,
+        profile_weight=DEFAULT_PROFILE_WEIGHT,
     )
 
 
@@ -418,25 +423,19 @@ def similar_text_gain(
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--eval-set", type=Path, default=EVAL_SET)
-    parser.add_argument("--profiles", type=Path, default=ROOT / "profiles")
-    parser.add_argument("--json", action="store_true", help="one JSON object per method")
-    args = parser.parse_args(argv)
-
-    items = load_items(args.eval_set)
-    profiles = load_profiles(args.profiles).active
-    minilm = CachedEncoder(load_encoder(MINILM))
-    use = CachedEncoder(load_encoder("use-multilingual-v3"))  # full precision
-    default = CachedEncoder(load_encoder(DEFAULT_MODEL))  # USE as int8
-    minilm_use = CachedEncoder(FusedEncoder([use.encoder, minilm.encoder]))
-    e5 = CachedEncoder(load_encoder("multilingual-e5-small"))
-    e5_raw = CachedEncoder(MultilingualE5Encoder(centre=False))
-    fused = CachedEncoder(FusedEncoder([e5.encoder, use.encoder]))
-    gemma = CachedEncoder(load_encoder("embeddinggemma-300m"))
+def all_rankers(
+    profiles: Sequence[Profile],
+    minilm: CachedEncoder,
+    use: CachedEncoder,
+    use_int8: CachedEncoder,
+    default: CachedEncoder,
+    minilm_use: CachedEncoder,
+    e5: CachedEncoder,
+    e5_raw: CachedEncoder,
+    fused: CachedEncoder,
+    gemma: CachedEncoder,
+) -> dict[str, Ranker]:
+    """Every row of the quality table (each builds its index now)."""
     w = DEFAULT_EXAMPLE_WEIGHT
     plain = {"chinese": False, "examples": False}
     rankers: dict[str, Ranker] = {
@@ -459,8 +458,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "MiniLM alone, facets + Chinese facets + examples": facet_ranker(
             profiles, minilm, example_weight=w
         ),
-        "**the matcher** (default): USE int8, facets + Chinese facets + examples": facet_ranker(
-            profiles, default, example_weight=w
+        "USE int8 (the fast tier), facets + Chinese facets + examples": facet_ranker(
+            profiles, use_int8, example_weight=w
+        ),
+        "USE int8, + the whole profile as one text": facet_ranker(
+            profiles, use_int8, example_weight=w, profile_weight=DEFAULT_PROFILE_WEIGHT
         ),
         "USE at full precision, facets + Chinese facets + examples": facet_ranker(
             profiles, use, example_weight=w
@@ -494,8 +496,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "EmbeddingGemma, facets + examples": facet_ranker(
             profiles, gemma, chinese=False, example_weight=w
         ),
-        "**EmbeddingGemma** (the most accurate choice), facets + Chinese facets + examples": (
+        "EmbeddingGemma on torch, facets + Chinese facets + examples": (
             facet_ranker(profiles, gemma, example_weight=w)
+        ),
+        "EmbeddingGemma on torch, + the whole profile as one text": facet_ranker(
+            profiles, gemma, example_weight=w, profile_weight=DEFAULT_PROFILE_WEIGHT
+        ),
+        "EmbeddingGemma int8, facets + Chinese facets + examples": facet_ranker(
+            profiles, default, example_weight=w
+        ),
+        "**the matcher** (default): EmbeddingGemma int8, + the whole profile as one text": (
+            matcher_ranker(profiles, default, threshold=GEMMA_THRESHOLD)
         ),
         "EmbeddingGemma as bf16, the same": facet_ranker(
             profiles, CachedEncoder(load_encoder("embeddinggemma-300m:bf16")), example_weight=w
@@ -522,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rankers["e5+USE, facets prefixed with their name"] = facet_ranker(
         profiles, fused, example_weight=w, text_of=lambda text: "facet: " + text
     )
-    for label, encoder in (("USE int8", default), ("e5+USE", fused)):
+    for label, encoder in (("USE int8", use_int8), ("e5+USE", fused)):
         rankers[f"{label}, + logistic regression on the profile texts (weight 0.1)"] = (
             variant_ranker(profiles, encoder, "logistic")
         )
@@ -531,6 +542,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         rankers[f"{label}, scores centred per celebrity"] = variant_ranker(
             profiles, encoder, "centred"
+        )
+    return rankers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--eval-set", type=Path, default=EVAL_SET)
+    parser.add_argument("--profiles", type=Path, default=ROOT / "profiles")
+    parser.add_argument("--json", action="store_true", help="one JSON object per method")
+    parser.add_argument(
+        "--corrections", action="store_true", help="only the planner-corrections tables"
+    )
+    args = parser.parse_args(argv)
+
+    items = load_items(args.eval_set)
+    profiles = load_profiles(args.profiles).active
+    minilm = CachedEncoder(load_encoder(MINILM))
+    use = CachedEncoder(load_encoder("use-multilingual-v3"))  # full precision
+    use_int8 = CachedEncoder(load_encoder("use-multilingual-v3:int8"))
+    default = CachedEncoder(load_encoder(DEFAULT_MODEL))  # EmbeddingGemma as int8
+    minilm_use = CachedEncoder(FusedEncoder([use.encoder, minilm.encoder]))
+    e5 = CachedEncoder(load_encoder("multilingual-e5-small"))
+    e5_raw = CachedEncoder(MultilingualE5Encoder(centre=False))
+    fused = CachedEncoder(FusedEncoder([e5.encoder, use.encoder]))
+    gemma = CachedEncoder(load_encoder("embeddinggemma-300m:full"))  # on torch
+    if args.corrections:
+        rankers = {"**the matcher**": matcher_ranker(profiles, default, threshold=GEMMA_THRESHOLD)}
+    else:
+        rankers = all_rankers(
+            profiles, minilm, use, use_int8, default, minilm_use, e5, e5_raw, fused, gemma
         )
     texts = [it.text for it in items]
     rankings = {name: ranker(texts) for name, ranker in rankers.items()}
@@ -541,32 +584,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         items, {"best row picked on four folds, scored on the fifth (5-fold)": held}
     )
 
-    # Corrections are measured with the default encoder, whose threshold they use.
-    before, after, corrections = feedback_gain(items, profiles, default)
-    _, loose, _ = feedback_gain(items, profiles, default, threshold=0.4)
-    g_before, g_after, g_corrections = feedback_gain(
-        items, profiles, gemma, threshold=GEMMA_THRESHOLD
-    )
-    _, g_default, _ = feedback_gain(items, profiles, gemma)
+    # Corrections with the default (EmbeddingGemma int8, its own threshold) and the fast tier.
+    before, after, corrections = feedback_gain(items, profiles, default, threshold=GEMMA_THRESHOLD)
+    _, g_loose, _ = feedback_gain(items, profiles, default)
+    u_before, u_after, u_corrections = feedback_gain(items, profiles, use_int8)
+    _, u_loose, _ = feedback_gain(items, profiles, use_int8, threshold=0.4)
     feedback_rows = evaluate_rankings(
         items,
         {
             "the matcher, held-out folds, no corrections": before,
             f"+ corrections from the other folds (~{corrections:.0f}), "
-            f"threshold {DEFAULT_CORRECTION_THRESHOLD} (the matcher)": after,
-            "+ the same corrections, threshold 0.4": loose,
-            "EmbeddingGemma, held-out folds, no corrections": g_before,
-            f"+ corrections from the other folds (~{g_corrections:.0f}), "
-            f"threshold {GEMMA_THRESHOLD} (EmbeddingGemma's)": g_after,
-            f"+ the same corrections, threshold {DEFAULT_CORRECTION_THRESHOLD}": g_default,
+            f"threshold {GEMMA_THRESHOLD} (the matcher)": after,
+            f"+ the same corrections, threshold {DEFAULT_CORRECTION_THRESHOLD}": g_loose,
+            "USE int8, held-out folds, no corrections": u_before,
+            f"+ corrections from the other folds (~{u_corrections:.0f}), "
+            f"threshold {DEFAULT_CORRECTION_THRESHOLD} (USE's)": u_after,
+            "+ the same corrections, threshold 0.4": u_loose,
         },
     )
     similar = {
-        ("USE int8", threshold): similar_text_gain(FEEDBACK_PAIRS, profiles, default, threshold)
-        for threshold in (DEFAULT_CORRECTION_THRESHOLD, 0.4, 0.55, 0.7)
+        ("the matcher (EmbeddingGemma int8)", threshold): similar_text_gain(
+            FEEDBACK_PAIRS, profiles, default, threshold
+        )
+        for threshold in (GEMMA_THRESHOLD, DEFAULT_CORRECTION_THRESHOLD, 0.55, 0.6, 0.7, 0.75)
     } | {
-        ("EmbeddingGemma", threshold): similar_text_gain(FEEDBACK_PAIRS, profiles, gemma, threshold)
-        for threshold in (GEMMA_THRESHOLD, DEFAULT_CORRECTION_THRESHOLD, 0.6, 0.7, 0.75)
+        ("USE int8", threshold): similar_text_gain(FEEDBACK_PAIRS, profiles, use_int8, threshold)
+        for threshold in (DEFAULT_CORRECTION_THRESHOLD, 0.4, 0.55)
     }
     if args.json:
         for row in rows + feedback_rows:

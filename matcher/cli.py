@@ -32,6 +32,7 @@ from .encoders import (
 )
 from .errors import MatcherError, ProfileError
 from .matching import DEFAULT_TOP_K, MODELS_DIR, Match, Matcher, default_index_dir
+from .progress import Bars
 from .text import MAX_TEXT_CHARS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -509,30 +510,6 @@ def models_fetch(force: bool, quiet: bool, name: str) -> None:
     finally:
         bars.close()
     click.echo(f"{spec.name} installed in {folder}", err=True)
-
-
-class Bars:
-    """One tqdm bar per step of a long job, on stderr: rate and time left as it goes."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self._bar: Any = None
-        self._step = ""
-
-    def __call__(self, step: str, done: int, total: int) -> None:
-        from tqdm import tqdm
-
-        if self._bar is None or step != self._step:
-            self.close()
-            self._step = step
-            self._bar = tqdm(total=total, desc=step, disable=self.quiet, file=sys.stderr)
-        self._bar.total = total
-        self._bar.update(done - self._bar.n)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
 
 
 class RejectsFile:

@@ -799,7 +799,7 @@ def test_models_list_names_every_model_and_how_to_install_it(
         "use-multilingual-v3 (use, use-multilingual)  runtimes: full*, int8, numpy  installed"
     )
     gemma = next(line for line in lines if line.startswith("embeddinggemma-300m"))
-    assert "runtimes: full*, bf16  run `matcher models fetch embeddinggemma-300m`" in gemma
+    assert "runtimes: int8*, full, bf16  run `matcher models fetch embeddinggemma-300m`" in gemma
     assert lines[-1].startswith("sentence-transformers  runtimes: full*, int8  installed")
 
     result = runner.invoke(cli, ["models", "list", "--json"])

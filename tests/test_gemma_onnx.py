@@ -127,15 +127,23 @@ def test_int8_pairs_the_labelled_set_as_the_model_does(tmp_path: Path) -> None:
     assert np.mean(same) >= 0.95, np.mean(same)
 
 
-def test_a_worker_imports_neither_torch_nor_transformers() -> None:
+def test_a_worker_imports_neither_torch_nor_transformers(tmp_path: Path) -> None:
+    """A web worker's whole path, app to answer, in a fresh process."""
     code = (
-        "import sys; from matcher.matching import load_matcher; import tempfile;"
-        "m, _ = load_matcher('profiles', index_dir=tempfile.mkdtemp());"
-        "print(m.match('green tea and a quiet book')[0].celebrity_id);"
-        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'imported'"
+        "import sys; from web import create_app;"
+        "client = create_app({'TESTING': True}).test_client();"
+        "answer = client.post('/api/v1/match', json={'text': 'green tea and a quiet book'});"
+        "print(answer.get_json()['matches'][0]['celebrity_id']);"
+        "heavy = {'torch', 'transformers', 'sentence_transformers'} & set(sys.modules);"
+        "assert not heavy, heavy"
     )
+    env = {**os.environ, "MATCHER_INSTANCE_DIR": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=SAMPLE_PROFILES.parent
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=SAMPLE_PROFILES.parent,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "chen-an"
@@ -158,21 +166,26 @@ def test_a_corrupt_graph_is_rebuilt_never_run(tmp_path: Path) -> None:
     copy = _model_copy(tmp_path)
     files = gemma_onnx.ensure_graph(copy)
     gemma_onnx.verify_graph(files)
-    with open(files.graph, "r+b") as handle:
-        handle.truncate(1000)
+    # Flipped bytes keep the size: a starting worker's size check passes them,
+    # the checksum check that serve and fetch run does not.
+    data = bytearray(files.scales.read_bytes())
+    data[-1] ^= 0xFF
+    files.scales.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match="is corrupt"):
+        gemma_onnx.verify_graph(files)
     steps: list[str] = []
-    rebuilt = gemma_onnx.ensure_graph(copy, progress=lambda step, done, total: steps.append(step))
+    rebuilt = gemma_onnx.ensure_graph(
+        copy, verify=True, progress=lambda step, done, total: steps.append(step)
+    )
     assert "writing the graph" in steps and "quantizing" in steps
     gemma_onnx.verify_graph(rebuilt)
-    assert [
-        p.name for p in (copy / gemma_onnx.GRAPH_DIR).iterdir() if not p.name.startswith(".")
-    ] == [rebuilt.folder.name]
-    # Flipped bytes of the same size are caught by the checksum check.
-    data = bytearray(rebuilt.scales.read_bytes())
-    data[-1] ^= 0xFF
-    rebuilt.scales.write_bytes(bytes(data))
-    with pytest.raises(ConfigError, match="is corrupt"):
-        gemma_onnx.verify_graph(rebuilt)
+    kept = [p.name for p in (copy / gemma_onnx.GRAPH_DIR).iterdir() if not p.name.startswith(".")]
+    assert kept == [rebuilt.folder.name]
+    # A truncated file is caught by its size alone.
+    with open(rebuilt.graph, "r+b") as handle:
+        handle.truncate(1000)
+    with pytest.raises(gemma_onnx._StaleGraph):
+        gemma_onnx.read_graph(rebuilt.folder)
 
 
 def test_the_graph_folder_follows_the_library_versions(

@@ -36,7 +36,13 @@ def test_rows_are_grouped_per_celebrity(roster_dir: Path, fake_encoder: HashingE
         start, count = int(index.starts[position]), int(index.counts[position])
         rows = index.rows[start : start + count]
         assert {r.celebrity_id for r in rows} == {profile.id}
-        assert [r.facet for r in rows] == list(profile.facets)
+        assert [r.facet for r in rows if r.kind == "facet"] == list(profile.facets)
+        # Then the whole profile as one text (the tiny roster is English only).
+        assert [r.kind for r in rows] == ["facet"] * len(profile.facets) + ["profile"]
+        whole = rows[-1].text
+        assert whole.startswith(f"{profile.name}. {profile.tagline.rstrip('.')}. ")
+        assert all(text.strip() in whole for text in profile.facets.values())
+        assert whole.endswith(", ".join(profile.tags))
 
 
 @pytest.mark.parametrize("scoring", list(Scoring), ids=[s.value for s in Scoring])
@@ -47,8 +53,8 @@ def test_celebrity_scores_equal_a_per_celebrity_loop(
     queries = random_unit(4, fake_encoder.dimension, seed=2)
     got = celebrity_scores(index.facet_scores(queries), index, scoring)
     for q, query in enumerate(queries):
-        for c, celebrity in enumerate(index.celebrity_ids):
-            facets = index.profile_vectors(celebrity)
+        for c, _ in enumerate(index.celebrity_ids):
+            facets = index.vectors[index.facet_slice(c)]
             cosines = facets @ query
             centroid = facets.mean(axis=0)
             centroid_cos = float(centroid @ query / np.linalg.norm(centroid))
@@ -59,6 +65,25 @@ def test_celebrity_scores_equal_a_per_celebrity_loop(
                 Scoring.BLEND: 0.5 * cosines.max() + 0.5 * centroid_cos,
             }[scoring]
             assert got[q, c] == pytest.approx(expected, abs=1e-5)
+
+
+def test_the_whole_profile_counts_half_against_the_facets(
+    roster_dir: Path, fake_encoder: HashingEncoder
+) -> None:
+    roster = load_profiles(roster_dir)
+    index, _ = build_index(roster, fake_encoder)
+    queries = random_unit(3, fake_encoder.dimension, seed=5)
+    got = celebrity_scores(index.facet_scores(queries), index, Scoring.CENTROID, profile_weight=0.5)
+    for c, profile in enumerate(roster.active):
+        facets = fake_encoder.encode(list(profile.facets.values()))
+        centroid = facets.sum(axis=0) / np.linalg.norm(facets.sum(axis=0))
+        tags = ", ".join(profile.tags)
+        whole_text = f"{profile.name}. {profile.tagline.rstrip('.')}. " + " ".join(
+            t.strip() for t in profile.facets.values()
+        )
+        whole = fake_encoder.encode([f"{whole_text} {tags}".strip()])[0]
+        expected = 0.5 * (queries @ centroid) + 0.5 * (queries @ whole)
+        np.testing.assert_allclose(got[:, c], expected, atol=1e-5)
 
 
 def test_save_and_read_round_trip(
@@ -83,7 +108,7 @@ def test_only_changed_profiles_are_re_embedded(roster_dir: Path, tmp_path: Path)
     encoder = HashingEncoder()
     _, first = ensure_index(load_profiles(roster_dir), encoder, folder)
     assert sorted(first.embedded) == ["library", "ocean", "stage"]
-    assert encoder.texts_embedded == 9
+    assert encoder.texts_embedded == 12  # three facets and the whole profile each
 
     encoder.calls.clear()
     _, second = ensure_index(load_profiles(roster_dir), encoder, folder)
@@ -96,7 +121,7 @@ def test_only_changed_profiles_are_re_embedded(roster_dir: Path, tmp_path: Path)
     index, third = ensure_index(load_profiles(roster_dir), encoder, folder)
     assert third.embedded == ("ocean",)
     assert third.removed == ("stage",)
-    assert encoder.texts_embedded == 3
+    assert encoder.texts_embedded == 4
     assert index.celebrity_ids == ("library", "ocean")
     assert read_index(folder, encoder).by_profile.keys() == {"library", "ocean"}
 

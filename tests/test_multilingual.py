@@ -68,9 +68,14 @@ def test_rows_are_facets_then_chinese_facets_then_examples_then_corrections(
     assert [(r.kind, r.lang, r.facet) for r in rows] == [
         ("facet", "en", "style"), ("facet", "en", "lifestyle"), ("facet", "en", "scent"),
         ("facet", "zh", "lifestyle"), ("facet", "zh", "scent"),
+        ("profile", "en", ""), ("profile", "zh", ""),
         ("example", "", ""), ("example", "", ""),
         ("correction", "", ""),
     ]  # fmt: skip
+    # The Chinese profile text takes the Chinese facet where there is one.
+    chinese = rows[6].text
+    assert chinese.startswith(library.name_zh) and library.facets["style"] in chinese
+    assert all(text in chinese for text in library.facets_zh.values())
 
 
 def test_index_slices_split_each_celebrity_by_kind(bilingual_dir: Path) -> None:
@@ -82,6 +87,7 @@ def test_index_slices_split_each_celebrity_by_kind(bilingual_dir: Path) -> None:
     for position, celebrity in enumerate(index.celebrity_ids):
         kinds = {
             "facet": index.facet_slice(position),
+            "profile": index.profile_slice(position),
             "example": index.example_slice(position),
             "correction": index.correction_slice(position),
         }
@@ -213,6 +219,8 @@ def test_a_correction_re_embeds_only_its_celebrity(roster_dir: Path, tmp_path: P
             "surf shorts, sandals and sun hats",
             "sailing surfing swimming at the beach every morning",
             "sea salt and driftwood",
+            "Ocean Star. Salt and waves. surf shorts, sandals and sun hats sailing surfing "
+            "swimming at the beach every morning sea salt and driftwood sea, sport",
             "surf camp",
         ]
     ]

@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from matcher.encoders import DEFAULT_MODEL, CachedEncoder, load_encoder
+from matcher.encoders import CachedEncoder, load_encoder
 from matcher.encoders.use import (
     _TOKEN_BUDGET,
     INT8_RECIPE,
@@ -129,7 +129,7 @@ def test_runtimes_have_the_identities_of_their_vectors(
 
 
 def test_configuration_names_the_runtime() -> None:
-    default = load_encoder(DEFAULT_MODEL)
+    default = load_encoder("use-multilingual-v3:int8")
     assert isinstance(default, CachedEncoder)
     assert isinstance(default.inner, UseOnnxEncoder) and default.inner.runtime == "int8"
     full = load_encoder("use-multilingual-v3")

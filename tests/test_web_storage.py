@@ -344,9 +344,12 @@ def test_reports_count_stored_pairings_per_celebrity_and_day(
 def test_report_csv_lists_pairings_without_any_text(reporting: Flask) -> None:
     client = reporting.test_client()
     marker = f"marker-{uuid.uuid4().hex}"
+    # A clear taste around the marker, so the answer is confident and stored.
+    text = f"Quiet mornings, green tea and a novel by the window {marker}"
     answer = client.post(
-        "/api/v1/match", json={"text": marker, "consent": True, "shopper_ref": "=HYPERLINK()"}
+        "/api/v1/match", json={"text": text, "consent": True, "shopper_ref": "=HYPERLINK()"}
     ).get_json()
+    assert answer["confident"] is True
     response = client.get("/api/v1/reports/pairings.csv", headers=basic("report-pass"))
     assert response.status_code == 200
     assert response.mimetype == "text/csv"

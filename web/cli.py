@@ -76,14 +76,22 @@ def serve(
       matcher serve --profiles campaigns/lueur --port 8000 --workers 2
       MATCHER_PLANNER_PASSWORD=... MATCHER_EMBED_ORIGINS=https://shop.example matcher serve
     """
-    from matcher.encoders import check_model
+    from matcher.encoders import check_model, prepare_model
     from matcher.profiles import load_profiles
+    from matcher.progress import Bars
 
     from .settings import defaults, parse_origins
 
     # Fail here, in one line, before any worker starts.
     load_profiles(profiles_dir)
     check_model(model)
+    # What the model's runtime loads (EmbeddingGemma's int8 graph) is checked,
+    # or built, here, so no worker builds it or runs a corrupt one.
+    bars = Bars(quiet=False)
+    try:
+        prepare_model(model, progress=bars)
+    finally:
+        bars.close()
     parse_origins(defaults()["MATCHER_EMBED_ORIGINS"])
     config = app_config(profiles_dir, model, index_dir)
     if dev:

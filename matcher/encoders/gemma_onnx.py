@@ -98,36 +98,57 @@ def graph_folder(model: Path) -> Path:
     return model / GRAPH_DIR / f"{RECIPE}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
-def ensure_graph(model: Path | None = None, *, progress: Progress | None = None) -> GraphFiles:
-    """The verified graph of the fetched model, built first if need be.
+def ensure_graph(
+    model: Path | None = None, *, progress: Progress | None = None, verify: bool = False
+) -> GraphFiles:
+    """The graph of the fetched model, built first if need be.
 
     Building reads the fp32 weights (1.2 GB), writes the graph and quantizes
-    it: about a minute and 3 GB of memory, once. Processes starting together
-    take turns, so only the first one builds.
+    it: about half a minute and 3.4 GB of memory, once. Processes starting
+    together take turns, so only the first one builds.
 
     Args:
         model: the fetched model folder (default: the model cache's).
         progress: called with (step, done, total) while building.
+        verify: check every file against its recorded SHA-256 (a second or
+            so) and rebuild on a mismatch; otherwise only sizes are checked,
+            which is what a starting worker can afford.
 
     Raises:
-        ConfigError: the model is not fetched, or the graph cannot be built.
+        ConfigError: the model is not fetched, or the graph cannot be built
+            from it (the message names the command that reinstalls it).
     """
     model = require_fetched(model)
     folder = graph_folder(model)
     try:
-        return read_graph(folder)
+        return _usable(folder, verify)
     except _StaleGraph:
         pass
     folder.parent.mkdir(parents=True, exist_ok=True)
     with locked(folder.parent / LOCK):
         try:
-            return read_graph(folder)
+            return _usable(folder, verify)
         except _StaleGraph as exc:
             log.info("building the EmbeddingGemma graph: %s", exc)
         try:
             return _build(model, folder, progress)
         except OSError as exc:
             raise ConfigError(f"cannot build the {FOLDER} graph in {folder}: {exc}") from exc
+        except Exception as exc:  # safetensors, onnx and onnxruntime raise their own types
+            raise ConfigError(
+                f"cannot build the {FOLDER} graph from {model} ({type(exc).__name__}: {exc}); "
+                f"reinstall the model with `matcher models fetch {FOLDER} --force`"
+            ) from exc
+
+
+def _usable(folder: Path, verify: bool) -> GraphFiles:
+    files = read_graph(folder)
+    if verify:
+        try:
+            verify_graph(files)
+        except ConfigError as exc:
+            raise _StaleGraph(str(exc)) from exc
+    return files
 
 
 class _StaleGraph(Exception):
@@ -316,8 +337,13 @@ class GemmaOnnxEncoder:
 
 
 def prepare(*, progress: Progress | None = None) -> Path:
-    """The registry's preparation for ``:int8``: build the graph now (a no-op once built)."""
-    return ensure_graph(progress=progress).folder
+    """The registry's preparation for ``:int8``: build the graph now, or check the built one.
+
+    Run by ``matcher serve`` before any worker starts and by ``matcher models
+    fetch``: every file is checked against its checksum, and a corrupt graph
+    is rebuilt rather than run.
+    """
+    return ensure_graph(progress=progress, verify=True).folder
 
 
 def load(request: LoadRequest) -> GemmaOnnxEncoder:
