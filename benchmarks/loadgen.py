@@ -27,6 +27,8 @@ class LoadResult:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     client_cpu: float = 0.0
+    #: Every 200 answer, warm-up included (what the server did, not what was timed).
+    answered: int = 0
 
     @property
     def rps(self) -> float:
@@ -77,6 +79,7 @@ def run_load(
         connection = None
         own: list[float] = []
         errors = 0
+        answered = 0
         position = number
         while True:
             sent = time.perf_counter()
@@ -86,6 +89,7 @@ def run_load(
             position += clients
             connection, status = post_json(connection, host, port, path, body)
             done = time.perf_counter()
+            answered += status == 200
             if sent >= begin and done <= end:
                 if status == 200:
                     own.append(done - sent)
@@ -96,6 +100,7 @@ def run_load(
         with lock:
             result.latencies += own
             result.errors += errors
+            result.answered += answered
 
     cpu = time.process_time()
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]

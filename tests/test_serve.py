@@ -68,6 +68,8 @@ def test_serve_refuses_a_model_that_is_not_installed_in_one_line(
         ("use*abc+e5", "weight 'abc' is not a number"),
         ("use*0", "needs a positive weight"),
         ("use+", "empty part"),
+        ("no-such-model", "not a local model folder, and not in the local Hugging Face cache"),
+        ("./no/such/folder:int8", "not in the local Hugging Face cache"),
     ],
 )
 def test_check_model_refuses_what_load_encoder_would(model: str, message: str) -> None:

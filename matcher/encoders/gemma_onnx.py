@@ -71,8 +71,9 @@ log = logging.getLogger(__name__)
 #: Bump when the graph, its quantization or the table changes: the folder name
 #: and the encoder's identity include it, so indexes are rebuilt.
 RECIPE = "onnx-int8-r2"
-#: Put before the calibration sentences: the registry's prompt for this model.
-CALIBRATION_PROMPT = "task: sentence similarity | query: "
+#: The registry's prompt for this model (symmetric similarity): put before the
+#: calibration sentences, and named ``sts`` in the encoder's identity.
+STS_PROMPT = "task: sentence similarity | query: "
 #: Inside the model folder: one subfolder per built graph.
 GRAPH_DIR = "onnx"
 GRAPH_FILE = "model.onnx"
@@ -248,10 +249,14 @@ def _calibration_feeds(model: Path) -> list[dict[str, NDArray[np.float32]]]:
     rotary, window = rotary_tables(config), sliding_window(config)
     return [
         graph_inputs(
-            table[tokenizer.encode(CALIBRATION_PROMPT + text).ids] * DIMENSION**0.5, rotary, window
+            table[tokenizer.encode(STS_PROMPT + text).ids] * DIMENSION**0.5, rotary, window
         )
         for text in REFERENCE_SENTENCES
     ]
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
 
 
 def _weights_id(model: Path) -> str:
@@ -304,8 +309,8 @@ class GemmaOnnxEncoder:
         self.prompt = prompt
         self.threads = max(1, threads)
         self._pool = LazyPool(self.threads, "gemma")
-        prompt_id = hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:8]
-        self._model_id = f"{FOLDER}@sha256:{ZIP_SHA256[:12]}:{RECIPE}:prompt-{prompt_id}"
+        tag = "sts" if prompt == STS_PROMPT else f"prompt-{_digest(prompt)}"
+        self._model_id = f"{FOLDER}@sha256:{ZIP_SHA256[:12]}:{tag}:{RECIPE}"
 
     @property
     def model_id(self) -> str:

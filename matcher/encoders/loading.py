@@ -111,7 +111,7 @@ def check_model(model: str) -> None:
         ConfigError: what :func:`load_encoder` would refuse for the same reason.
     """
     for name, _, _ in model_parts(model):
-        spec_for(name).run_check()
+        spec_for(name).run_check(name)
 
 
 def prepare_model(model: str, *, progress: Progress | None = None) -> None:
@@ -129,7 +129,7 @@ def prepare_model(model: str, *, progress: Progress | None = None) -> None:
     """
     for name, runtime, _ in model_parts(model):
         spec = spec_for(name)
-        spec.run_check()
+        spec.run_check(name)
         step = spec.prepare.get(runtime)
         if step is not None:
             resolve(step)(progress=progress)
@@ -150,7 +150,7 @@ def _load_part(name: str, runtime: str, cache_dir: Path | None) -> Encoder:
 @functools.lru_cache(maxsize=16)
 def _load_runtime(name: str, runtime: str, cache_dir: Path | None) -> Encoder:
     spec = spec_for(name)
-    spec.run_check()
+    spec.run_check(name)
     request = LoadRequest(name=name, runtime=runtime, cache_dir=cache_dir, prompt=spec.prompt)
     encoder = spec.loader(runtime)(request)
     # The spec is where a model's threshold is set; matching reads it off the

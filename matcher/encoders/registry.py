@@ -55,6 +55,8 @@ class ModelSpec:
         confidence_floor, confidence_margin: below this top score, or this
             lead over the runner-up, an answer is unsure
             (:mod:`matcher.confidence`); ``None``: that module's defaults.
+        named_check: :attr:`check` is given the configured name (a spec that
+            covers many models).
         check: called (no arguments) to refuse a model that cannot load,
             e.g. one not yet fetched; raises :class:`ConfigError`.
         fetch: installs the model (``matcher models fetch``): called with
@@ -76,6 +78,7 @@ class ModelSpec:
     confidence_floor: float | None = None
     confidence_margin: float | None = None
     check: Reference | None = None
+    named_check: bool = False
     fetch: Reference | None = None
     export_runtimes: frozenset[str] = field(default_factory=frozenset)
     prepare: Mapping[str, Reference] = field(default_factory=dict)
@@ -102,13 +105,20 @@ class ModelSpec:
         loaded: Loader = resolve(self.runtimes[runtime])
         return loaded
 
-    def run_check(self) -> Any:
+    def run_check(self, name: str | None = None) -> Any:
         """Run :attr:`check` (nothing when there is none) and return what it returns.
+
+        Args:
+            name: the model as configured, for a spec that covers many models
+                (sentence-transformers: which folder or cached name).
 
         Raises:
             ConfigError: the model cannot load as installed.
         """
-        return None if self.check is None else resolve(self.check)()
+        if self.check is None:
+            return None
+        check = resolve(self.check)
+        return check(name) if self.named_check else check()
 
 
 def resolve(reference: Reference) -> Callable[..., Any]:
@@ -129,6 +139,8 @@ SENTENCE_TRANSFORMERS = ModelSpec(
     runtimes={"full": ".st:load_full", "int8": ".st:load_int8"},
     description="any sentence-transformers folder or Hugging Face cache name, "
     "e.g. the packaged all-MiniLM-L6-v2",
+    check=".st:check_available",
+    named_check=True,
     export_runtimes=frozenset({"int8"}),
 )
 

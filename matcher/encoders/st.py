@@ -88,6 +88,39 @@ def resolve_model(name: str) -> tuple[str, str]:
     return name, name
 
 
+def check_available(name: str | None) -> None:
+    """Refuse, without loading it, a sentence-transformers model that is nowhere on disk.
+
+    For ``matcher serve``'s master: a name that is neither packaged, nor a
+    folder, nor in the local Hugging Face cache would otherwise fail in every
+    worker.
+
+    Raises:
+        ConfigError: the model cannot be found (nothing is downloaded).
+    """
+    if name is None:
+        return
+    base = name.rpartition(":")[0] if name.endswith((":full", ":int8")) else name
+    location, _ = resolve_model(base)
+    if Path(location).is_dir():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    for repo in (base, f"sentence-transformers/{base}"):
+        for file in ("modules.json", "config.json"):
+            try:
+                found = try_to_load_from_cache(repo, file)
+            except ValueError:  # not a valid repository name
+                found = None
+            if isinstance(found, str):
+                return
+    raise ConfigError(
+        f"cannot load model {base!r}: it is not a registered model (`matcher models list`), "
+        f"not the packaged {MINILM}, not a local model folder, and not in the local "
+        "Hugging Face cache (nothing is downloaded)"
+    )
+
+
 class SentenceTransformerEncoder:
     """A sentence-transformers model, loaded offline.
 
