@@ -90,11 +90,12 @@ def roster_options(func: F) -> F:
         default=DEFAULT_MODEL,
         show_default=True,
         envvar="MATCHER_MODEL",
-        help="Encoder (see 'matcher models list'): use-multilingual-v3, embeddinggemma-300m "
-        "(the most accurate; install it with 'matcher models fetch'), multilingual-e5-small, "
+        help="Encoder (see 'matcher models list'): embeddinggemma-300m (the default and the "
+        "most accurate, as int8 ONNX; install it once with 'matcher models fetch'), "
+        "use-multilingual-v3:int8 (the fast tier, packaged), multilingual-e5-small, "
         "all-MiniLM-L6-v2, a local sentence-transformers folder, or several joined by '+' "
-        "(score fusion); ':int8' runs a model as int8 ONNX, ':full' at full precision (the "
-        "default without a suffix), ':bf16' EmbeddingGemma in bfloat16. "
+        "(score fusion); ':RUNTIME' picks a runtime: ':int8' ONNX Runtime int8, ':full' full "
+        "precision (torch for EmbeddingGemma), ':bf16' EmbeddingGemma in bfloat16. "
         "Env: MATCHER_MODEL.",
     )(func)
     return profiles_option(func)
@@ -145,9 +146,11 @@ def cli() -> None:
 
     \b
     Quick start:
+      matcher models fetch          # once: the default model, EmbeddingGemma-300M
       matcher profiles check
       matcher match "I love hiking and the smell of the sea"
       matcher batch shoppers.csv -o pairings.jsonl
+      matcher serve
     """
 
 
