@@ -43,6 +43,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from evaluate import Item, load_items  # noqa: E402
+
 from matcher.encoders import DEFAULT_MODEL, Encoder, load_encoder  # noqa: E402
 from matcher.index import profile_texts  # noqa: E402
 from matcher.matching import Matcher, load_matcher  # noqa: E402
@@ -70,15 +72,6 @@ EXTRAS = ("examples", "facets_zh", "tagline_zh")
 
 
 @dataclass(frozen=True)
-class Item:
-    text: str
-    label: str
-    also: tuple[str, ...]
-    lang: str
-    difficulty: str
-
-
-@dataclass(frozen=True)
 class Row:
     roster: str
     tuned: bool
@@ -91,17 +84,6 @@ class Row:
     zh: float
     mixed: float
     hard: float
-
-
-def read_items(path: Path) -> list[Item]:
-    items = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            raw = json.loads(line)
-            items.append(
-                Item(raw["text"], raw["label"], tuple(raw["also"]), raw["lang"], raw["difficulty"])
-            )
-    return items
 
 
 def facets_only(source: Path, dest: Path) -> Path:
@@ -165,7 +147,7 @@ def evaluate(models: Sequence[str], names: Sequence[str]) -> list[Row]:
             folder, texts_path, tuned = ROSTERS[name]
             if folder is None:
                 folder = facets_only(ROOT / "profiles", work / name)
-            items = read_items(texts_path)
+            items = load_items(texts_path)
             texts = [i.text for i in items]
             for model in models:
                 encoder = load_encoder(model)

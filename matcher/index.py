@@ -11,14 +11,10 @@ not match its vectors, the model or the format is refused and rebuilt.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
-import os
-import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +24,7 @@ import numpy as np
 
 from .encoders import Encoder, normalise
 from .errors import IndexStateError
+from .files import atomic_write, locked
 from .profiles import Profile, Roster
 
 if TYPE_CHECKING:
@@ -339,9 +336,9 @@ def save_index(index: ProfileIndex, folder: str | Path) -> Path:
             )
         ],
     }
-    with _locked(folder):
-        _atomic_write(folder / vectors_name, payload)
-        _atomic_write(
+    with locked(folder / LOCK):
+        atomic_write(folder / vectors_name, payload)
+        atomic_write(
             folder / MANIFEST,
             json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8"),
         )
@@ -426,7 +423,7 @@ def ensure_index(
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with _locked(folder, BUILD_LOCK):
+    with locked(folder / BUILD_LOCK):
         rebuilt_because: str | None = None
         try:
             previous = read_index(folder, encoder).by_profile
@@ -438,36 +435,3 @@ def ensure_index(
         if report.changed or rebuilt_because is not None:
             save_index(index, folder)
     return index, BuildReport(report.embedded, report.reused, report.removed, rebuilt_because)
-
-
-@contextlib.contextmanager
-def _locked(folder: Path, name: str = LOCK) -> Iterator[None]:
-    """Serialise writers (two CLI runs, two web workers) on one index folder."""
-    with open(folder / name, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp makes 0600 files; the index is not secret and web workers may run as another user.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

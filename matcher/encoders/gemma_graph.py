@@ -32,7 +32,6 @@ and serves it; this module is the arithmetic:
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError
+from .base import quantize_linear_layers
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -246,30 +246,18 @@ def build_fp32_graph(model: Path, *, progress: Progress | None = None) -> Any:
 def quantize(source: Path, destination: Path) -> None:
     """Quantize every linear layer's weights to 7-bit int8, one scale per output channel."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     graph = onnx.load(str(source), load_external_data=False).graph
     linear = [
         n.name for n in graph.node if n.op_type == "MatMul" and n.input[1].endswith(".weight")
     ]
-    root = logging.getLogger()
-    level = root.level
-    # quantize_dynamic logs advice on the root logger; it does not apply here.
-    root.setLevel(logging.ERROR)
-    try:
-        quantize_dynamic(
-            str(source),
-            str(destination),
-            op_types_to_quantize=["MatMul"],
-            nodes_to_quantize=linear,
-            per_channel=True,
-            reduce_range=True,
-            weight_type=QuantType.QInt8,
-            # Shape inference cannot see through the com.microsoft nodes.
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
-    finally:
-        root.setLevel(level)
+    quantize_linear_layers(
+        source,
+        destination,
+        nodes_to_quantize=linear,
+        # Shape inference cannot see through the com.microsoft nodes.
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
 
 
 def quantize_table(

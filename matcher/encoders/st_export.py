@@ -42,6 +42,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..files import atomic_write, file_sha256, locked
+from .base import quantize_linear_layers
 
 log = logging.getLogger(__name__)
 
@@ -216,33 +217,13 @@ def quantize_onnx(source: Path, destination: Path) -> None:
     """Quantize the linear layers' weights to per-channel int8 (see the module's recipe)."""
     try:
         import onnx
-        from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as exc:  # pragma: no cover - declared dependencies
         raise ConfigError(f"quantizing needs onnx and onnxruntime ({exc})") from exc
 
     graph = onnx.load(str(source), load_external_data=False).graph
     weights = {init.name: tuple(init.dims) for init in graph.initializer}
     keep = [first_down_projection(graph.node, weights)]
-    quiet = logging.getLogger()
-    level = quiet.level
-    # quantize_dynamic logs a suggestion to pre-process the model on the root
-    # logger; the pre-processing was measured and changed nothing here.
-    quiet.setLevel(logging.ERROR)
-    try:
-        quantize_dynamic(
-            str(source),
-            str(destination),
-            op_types_to_quantize=["MatMul"],
-            per_channel=True,
-            # 7-bit weights: CPUs without VNNI multiply int8 pairs with an
-            # instruction that saturates at 16 bits (worst cosine 0.976
-            # against 0.98 and better with 7 bits).
-            reduce_range=True,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=[name for name in keep if name],
-        )
-    finally:
-        quiet.setLevel(level)
+    quantize_linear_layers(source, destination, nodes_to_exclude=[name for name in keep if name])
 
 
 def first_down_projection(nodes: Any, weights: dict[str, tuple[int, ...]]) -> str | None:
