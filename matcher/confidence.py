@@ -15,11 +15,11 @@ Two kinds of doubt are checked, cheapest first:
   within the encoder's ``margin`` of each other is a ``near_tie``.
 
 Cosines run on different scales for different models, so the two score
-thresholds belong to the encoder: an encoder class may set
-``confidence_floor`` and ``confidence_margin`` (EmbeddingGemma does), and
-:func:`encoder_confidence` falls back to :data:`DEFAULT_CONFIDENCE` (measured
-for the default USE encoder) for those that do not, as
-``matching.encoder_threshold`` does for the correction threshold.
+thresholds belong to the encoder: a model's registry entry may set
+``confidence_floor`` and ``confidence_margin`` (EmbeddingGemma's does), which
+loading puts on the encoder, and :func:`encoder_confidence` falls back to
+:data:`DEFAULT_CONFIDENCE` (measured for USE, the fast tier) for those that do
+not, as ``matching.encoder_threshold`` does for the correction threshold.
 
 Calibration (``benchmarks/confidence.py``, chosen on the sample roster only;
 the full table is in benchmarks/README.md). Of the 224 labelled shopper
@@ -28,11 +28,14 @@ texts, all readable, the thresholds hold back:
 =====================  ========  ===========  ==========================
 encoder (floor/margin) roster    held back    top-1 (also) kept / held
 =====================  ========  ===========  ==========================
-USE int8 (0.08/0.002)  full      4.5% (10)    0.79 / 0.40
-USE int8               facets    4.0% (9)     0.59 / 0.67
-EmbeddingGemma         full      4.9% (11)    0.93 / 0.55
-(0.45/0.002)           facets    4.9% (11)    0.85 / 0.45
+EmbeddingGemma int8    full      3.1% (7)     0.90 / 0.71
+(0.45/0.002)           facets    4.9% (11)    0.86 / 0.45
+USE int8 (0.05/0.002)  full      3.1% (7)     0.79 / 0.43
+USE int8               facets    4.0% (9)     0.65 / 0.22
 =====================  ========  ===========  ==========================
+
+On the three held-out rosters (``benchmarks/rosters/``), EmbeddingGemma
+holds back 2.9%, 1.7% and 4.2% of the real texts.
 
 ("facets": the roster without ``examples`` and ``facets_zh``.) All 48
 hand-written unreadable texts of ``benchmarks/unreadable.jsonl`` are held
@@ -92,9 +95,10 @@ class Thresholds:
     margin: float
 
 
-#: For encoders that set no thresholds of their own: measured for the default
-#: encoder, USE (``use-multilingual-v3:int8``), on the sample roster.
-DEFAULT_CONFIDENCE = Thresholds(floor=0.08, margin=0.002)
+#: For encoders that set no thresholds of their own: measured for USE
+#: (``use-multilingual-v3:int8``, the fast tier) on the sample roster, the
+#: highest floor that holds back at most 5% of its texts written facets-only.
+DEFAULT_CONFIDENCE = Thresholds(floor=0.05, margin=0.002)
 
 #: Readable content needed, in words; a Chinese character counts half a word
 #: (a Chinese word is about two characters), so "喜欢喝茶" is enough and

@@ -1,8 +1,8 @@
 """EmbeddingGemma-300M as one int8 ONNX Runtime graph, built from its weights.
 
 The default encoder. Served through torch, EmbeddingGemma costs a torch
-import, fp32 arithmetic and about 1.2 GB in every worker, and a match takes
-about ten times as long as this graph's (docs/performance.md). So the first
+import, fp32 arithmetic and about 1.4 GB in every worker, and a match takes
+about three times as long as this graph's (docs/performance.md). So the first
 load (or ``matcher models fetch``) writes the model's forward pass as an ONNX
 graph straight from the fetched safetensors, quantizes it, and keeps it
 beside the model; workers afterwards read the graph and never import torch or
@@ -24,9 +24,10 @@ The graph itself (hand-written, int8, the table outside it) is
 
 The graph folder (``GRAPH_DIR`` inside the model folder) is named by a digest
 of the recipe, the weights' hash and the onnx and onnxruntime versions, so a
-change of any of them builds a new one; its files are checked against
-recorded checksums before use, and a missing, partial or corrupt graph is
-rebuilt, never run.
+change of any of them builds a new one. A starting worker checks the files'
+sizes; ``matcher serve`` (before any worker starts) and ``matcher models
+fetch`` check their SHA-256s; a missing, partial or corrupt graph is rebuilt,
+never run.
 """
 
 from __future__ import annotations
