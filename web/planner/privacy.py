@@ -1,0 +1,100 @@
+"""Shoppers' privacy requests: export what is held on a reference, delete it, purge.
+
+Shopper references travel in POST bodies, not in URLs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from flask import (
+    Response,
+    render_template,
+    request,
+)
+from flask_babel import gettext
+
+from matcher.store import (
+    list_campaigns,
+)
+from matcher.store.privacy import delete_shopper, export_shopper, purge_expired
+
+from ..campaigns import (
+    database,
+)
+from ..errors import ApiError
+from ..security import check_form_post
+from .base import bp
+
+# -- privacy requests -------------------------------------------------------------------
+
+#: Longest shopper reference (as the API and the shopper form accept).
+MAX_REF_CHARS = 200
+
+
+def _privacy_page(status: int = 200, **context: Any) -> tuple[str, int]:
+    context.setdefault("ref", "")
+    context.setdefault("errors", {})
+    return render_template("planner/privacy.html", **context), status
+
+
+def _held(ref: str) -> dict[str, Any]:
+    return export_shopper(database(), ref)
+
+
+def _download_name(ref: str) -> str:
+    return "shopper-" + (re.sub(r"[^A-Za-z0-9_-]", "_", ref)[:100] or "ref") + ".json"
+
+
+@bp.route("/privacy", methods=["GET", "POST"])
+def privacy() -> Response | tuple[str, int]:
+    """Shoppers' requests by reference (a copy, or erasure), and the retention purge.
+
+    All actions are POSTs, so references never appear in URLs or access logs.
+    Deleting asks for confirmation first, showing what will go.
+    """
+    if request.method == "GET":
+        return _privacy_page()
+    check_form_post()
+    action = request.form.get("action", "")
+    if action in ("purge", "dry-run"):
+        dry_run = action == "dry-run"
+        purged = purge_expired(database(), dry_run=dry_run)
+        names = {c.slug: c.name for c in list_campaigns(database())}
+        return _privacy_page(purged=purged, dry_run=dry_run, campaign_names=names)
+    if action not in ("export", "delete", "confirm-delete"):
+        raise ApiError(400, "unknown_action", gettext("Choose what to do with the reference."))
+    ref = request.form.get("ref", "").strip()
+    if not ref or len(ref) > MAX_REF_CHARS:
+        problem = gettext(
+            "Give the shopper's reference: 1 to %(n)d characters, as shown to them.",
+            n=MAX_REF_CHARS,
+        )
+        return _privacy_page(400, ref=ref[: MAX_REF_CHARS + 50], errors={"ref": problem})
+    if action == "confirm-delete":
+        deleted = delete_shopper(database(), ref)
+        return _privacy_page(deleted=deleted, deleted_ref=ref)
+    held = _held(ref)
+    if not held["pairings"]:
+        problem = gettext(
+            "Nothing is held on the reference %(ref)s: check it with the shopper.", ref=ref
+        )
+        return _privacy_page(404, ref=ref, errors={"ref": problem})
+    if action == "export":
+        body = json.dumps(held, ensure_ascii=False, indent=2) + "\n"
+        return Response(
+            body,
+            mimetype="application/json",
+            headers={"Content-Disposition": f'attachment; filename="{_download_name(ref)}"'},
+        )
+    per_campaign: dict[str, int] = {}
+    for pairing in held["pairings"]:
+        name = pairing["campaign_name"]
+        per_campaign[name] = per_campaign.get(name, 0) + 1
+    texts = sum(1 for pairing in held["pairings"] if pairing["text"] is not None)
+    return _privacy_page(
+        ref=ref,
+        confirm={"count": len(held["pairings"]), "per_campaign": per_campaign, "texts": texts},
+    )
