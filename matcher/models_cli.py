@@ -98,21 +98,16 @@ def models_fetch(force: bool, quiet: bool, name: str) -> None:
 
     spec = get_spec(name)
     assert spec.fetch is not None  # the choices are the fetchable models
-    if not force and _installed(spec) is None:
-        bars = Bars(quiet)
-        try:
-            prepare_model(spec.name, progress=bars)
-        finally:
-            bars.close()
-        click.echo(f"{spec.name} is already installed in {spec.run_check()}", err=True)
-        return
-
+    fresh = force or _installed(spec) is not None
     bars = Bars(quiet)
     try:
-        fetch = resolve(spec.fetch)
-        folder = fetch(progress=lambda done, total: bars("fetching", done, total), force=force)
-        # What the default runtime loads (EmbeddingGemma's int8 graph) is built now, once.
+        if fresh:
+            fetch = resolve(spec.fetch)
+            fetch(progress=lambda done, total: bars("fetching", done, total), force=force)
+        # What the default runtime loads (EmbeddingGemma's int8 graph) is built
+        # now, once, or checked if it was built before.
         prepare_model(spec.name, progress=bars)
     finally:
         bars.close()
-    click.echo(f"{spec.name} installed in {folder}", err=True)
+    state = "installed" if fresh else "is already installed"
+    click.echo(f"{spec.name} {state} in {spec.run_check()}", err=True)

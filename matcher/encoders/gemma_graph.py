@@ -69,6 +69,15 @@ def read_weights(model: Path) -> Any:
     return _Tensors(safe_open(str(model / "model.safetensors"), "np"))
 
 
+def read_rows(model: Path, name: str, rows: list[int]) -> dict[int, NDArray[np.float32]]:
+    """Some rows of one tensor, read without loading the rest (the 805 MB table)."""
+    from safetensors import safe_open
+
+    with safe_open(str(model / "model.safetensors"), "np") as handle:
+        tensor = handle.get_slice(name)
+        return {row: np.asarray(tensor[row : row + 1][0], dtype=np.float32) for row in rows}
+
+
 class _Tensors:
     """Named tensors of a safetensors file, read one at a time."""
 

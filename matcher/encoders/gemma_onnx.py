@@ -59,6 +59,7 @@ from .gemma_graph import (
     graph_inputs,
     quantize,
     quantize_table,
+    read_rows,
     read_weights,
     rotary_tables,
     save_graph,
@@ -77,6 +78,8 @@ RECIPE = "onnx-int8-r2"
 #: The registry's prompt for this model (symmetric similarity): put before the
 #: calibration sentences, and named ``sts`` in the encoder's identity.
 STS_PROMPT = "task: sentence similarity | query: "
+#: The weights' identity: the pinned hash their fetch was checked against.
+WEIGHTS_ID = f"{FOLDER}@sha256:{ZIP_SHA256}"
 #: Inside the model folder: one subfolder per built graph.
 GRAPH_DIR = "onnx"
 GRAPH_FILE = "model.onnx"
@@ -98,7 +101,7 @@ class GraphFiles:
 
 def graph_folder(model: Path) -> Path:
     """Where the graph for this model, recipe and library versions lives."""
-    key = "\n".join([RECIPE, _weights_id(model), *_versions()])
+    key = "\n".join([RECIPE, WEIGHTS_ID, *_versions()])
     return model / GRAPH_DIR / f"{RECIPE}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
@@ -215,7 +218,7 @@ def _build(model: Path, folder: Path, progress: Progress | None) -> GraphFiles:
         del table
         info = {
             "recipe": RECIPE,
-            "weights": _weights_id(model),
+            "weights": WEIGHTS_ID,
             "versions": _versions(),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "files": {
@@ -248,23 +251,17 @@ def _calibration_feeds(model: Path) -> list[dict[str, NDArray[np.float32]]]:
 
     config = json.loads((model / "config.json").read_text(encoding="utf-8"))
     tokenizer = Tokenizer.from_file(str(model / "tokenizer.json"))
-    table = read_weights(model)["embed_tokens.weight"]
+    ids = [tokenizer.encode(STS_PROMPT + text).ids for text in REFERENCE_SENTENCES]
+    rows = read_rows(model, "embed_tokens.weight", sorted({i for text in ids for i in text}))
     rotary, window = rotary_tables(config), sliding_window(config)
     return [
-        graph_inputs(
-            table[tokenizer.encode(STS_PROMPT + text).ids] * DIMENSION**0.5, rotary, window
-        )
-        for text in REFERENCE_SENTENCES
+        graph_inputs(np.stack([rows[i] for i in text]) * DIMENSION**0.5, rotary, window)
+        for text in ids
     ]
 
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
-
-
-def _weights_id(model: Path) -> str:
-    """The weights' identity: the pinned hash their fetch was checked against."""
-    return f"{FOLDER}@sha256:{ZIP_SHA256}"
 
 
 def _versions() -> list[str]:

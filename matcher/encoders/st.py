@@ -91,7 +91,8 @@ def resolve_model(name: str) -> tuple[str, str]:
 def check_available(name: str | None) -> None:
     """Refuse, without loading it, a sentence-transformers model that is nowhere on disk.
 
-    For ``matcher serve``'s master: a name that is neither packaged, nor a
+    ``name`` is as :func:`~matcher.encoders.loading.model_parts` gives it (no
+    runtime). For ``matcher serve``'s master: a name that is neither packaged, nor a
     folder, nor in the local Hugging Face cache would otherwise fail in every
     worker.
 
@@ -100,13 +101,12 @@ def check_available(name: str | None) -> None:
     """
     if name is None:
         return
-    base = name.rpartition(":")[0] if name.endswith((":full", ":int8")) else name
-    location, _ = resolve_model(base)
+    location, _ = resolve_model(name)
     if Path(location).is_dir():
         return
     from huggingface_hub import try_to_load_from_cache
 
-    for repo in (base, f"sentence-transformers/{base}"):
+    for repo in (name, f"sentence-transformers/{name}"):
         for file in ("modules.json", "config.json"):
             try:
                 found = try_to_load_from_cache(repo, file)
@@ -115,7 +115,7 @@ def check_available(name: str | None) -> None:
             if isinstance(found, str):
                 return
     raise ConfigError(
-        f"cannot load model {base!r}: it is not a registered model (`matcher models list`), "
+        f"cannot load model {name!r}: it is not a registered model (`matcher models list`), "
         f"not the packaged {MINILM}, not a local model folder, and not in the local "
         "Hugging Face cache (nothing is downloaded)"
     )
