@@ -1,0 +1,56 @@
+"""The storage spool: a matched batch waiting to be stored in one transaction.
+
+Storage: when the planner's view hands :meth:`JobRegistry.submit` a
+``store`` function, every matched row is also spooled (reference, celebrity,
+score, reasons; never the text) to ``.<id>.store.jsonl.part``, and once the
+whole file is matched the spool is passed to ``store``, which writes the
+batch to the database in one transaction: the batch is stored whole or not at
+all, and the record says which (``stored`` and ``batch_id``, or the job fails
+saying nothing was stored). The spool is deleted either way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from matcher.errors import MatcherError
+from matcher.matching import Match, Reason
+from matcher.store import NewPairing, Stored
+
+#: Stores a matched batch in one transaction: ``store(pairings, filename)``.
+StoreBatch = Callable[[Iterable[NewPairing], str], Stored]
+
+
+#: The longest shopper id stored as given (the database column's size).
+MAX_REF_CHARS = 200
+
+
+class NotStored(MatcherError):
+    """The database refused the batch; nothing of it was stored."""
+
+
+def _spooled(shopper_id: str, best: Match) -> str:
+    reasons = [[r.facet, r.score, r.quote] for r in best.reasons]
+    record = [shopper_id, best.celebrity_id, best.score, best.margin, reasons]
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def _unspooled(path: Path) -> Iterator[NewPairing]:
+    """The spooled rows as pairings to store; the shoppers gave no consent, so no text."""
+    with open(path, encoding="utf-8") as spool:
+        for line in spool:
+            ref, celebrity_id, score, margin, reasons = json.loads(line)
+            best = Match(
+                celebrity_id,
+                "",
+                "",
+                score,
+                margin,
+                1,
+                tuple(Reason(facet, r_score, quote) for facet, r_score, quote in reasons),
+            )
+            # A reference too long to keep gets a generated one, rather than sinking the batch.
+            ref = ref if len(ref) <= MAX_REF_CHARS else None
+            yield NewPairing(best, "", consented=False, shopper_ref=ref)
