@@ -30,6 +30,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import ConfigError
+from ..files import locked
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,15 @@ class Database:
         from .migrate import upgrade
 
         try:
-            upgrade(self)
+            if self.is_sqlite:
+                # The first connection to a new file switches it to write-ahead
+                # logging, which needs the file to itself: SQLite answers a second
+                # process "database is locked" at once, without waiting, when it
+                # asks for the same switch meanwhile. Workers take turns here.
+                with locked(Path(f"{self.url.database}.migrate-lock")):
+                    upgrade(self)
+            else:
+                upgrade(self)
         except OperationalError as exc:
             # The driver's message can run over several lines; its first says what failed.
             reason = str(exc.orig).strip().splitlines()[0]
