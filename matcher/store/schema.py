@@ -78,7 +78,10 @@ class BatchRow(Base):
 
 class PairingRow(Base):
     __tablename__ = "pairings"
-    __table_args__ = (Index("ix_pairings_campaign_created", "campaign_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_pairings_campaign_created", "campaign_id", "created_at"),
+        Index("uq_pairings_campaign_request", "campaign_id", "request_key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
@@ -98,3 +101,36 @@ class PairingRow(Base):
     consent_version: Mapped[str | None] = mapped_column(String(40))
     #: Personal data: only with consent, and only where the campaign keeps text.
     shopper_text: Mapped[str | None] = mapped_column(Text)
+    #: The client's ``Idempotency-Key``: a retried request finds its pairing instead of adding one.
+    request_key: Mapped[str | None] = mapped_column(String(100))
+
+
+class LoginFailureRow(Base):
+    """One failed planner login, keyed by account or by client address.
+
+    In the database so every worker and every machine counts the same failures.
+    """
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_failed", "key", "failed_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200))
+    failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PlannerSessionRow(Base):
+    """A planner's signed-in session: revoked at logout or when the password changes.
+
+    ``id`` is a hash of the token in the cookie, so the table alone cannot sign anyone in.
+    """
+
+    __tablename__ = "planner_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account: Mapped[str] = mapped_column(String(200), index=True)
+    #: The token every planner POST must carry; bound to this session only.
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
