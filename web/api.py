@@ -10,7 +10,6 @@ neither read the answers nor send JSON here. Shopper texts are never logged.
 from __future__ import annotations
 
 import csv
-import hmac
 import io
 import json
 import re
@@ -381,37 +380,15 @@ def openapi() -> Response:
 
 
 def require_planner() -> None:
-    """HTTP Basic with the planner's credentials; failures count towards the login throttle.
+    """HTTP Basic with the planner's credentials, throttled apart from the login form.
 
     Raises:
         ApiError: 503 while the planner area is off, 429 after too many failures,
             401 without valid credentials.
     """
-    from .planner import login_throttle, password_matches
+    from .planner import check_report_login
 
-    config = current_app.config
-    if not config["MATCHER_PLANNER_PASSWORD"]:
-        raise ApiError(
-            503, "planner_off", "Reports are off: set MATCHER_PLANNER_PASSWORD to turn them on."
-        )
-    throttle = login_throttle(current_app)
-    client = request.remote_addr or "unknown"
-    if throttle.retry_after(client):
-        raise ApiError(429, "too_many_attempts", "Too many failed logins; try again later.")
-    given = request.authorization
-    if given is not None and given.type == "basic":
-        user_ok = hmac.compare_digest(
-            (given.username or "").encode("utf-8"),
-            str(config["MATCHER_PLANNER_USER"]).encode("utf-8"),
-        )
-        password_ok = password_matches(
-            given.password or "", str(config["MATCHER_PLANNER_PASSWORD"])
-        )
-        if user_ok and password_ok:
-            throttle.clear(client)
-            return
-        throttle.fail(client)
-    raise ApiError(401, "unauthorized", "Send the planner's user name and password (HTTP Basic).")
+    check_report_login()
 
 
 def _day(name: str) -> date | None:

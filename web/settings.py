@@ -41,6 +41,11 @@ def defaults() -> dict[str, Any]:
         "BABEL_DEFAULT_LOCALE": "en",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
+        # Secure whenever the request came over HTTPS (web/security.py); "1" for always.
+        "SESSION_COOKIE_SECURE": env.get("MATCHER_SECURE_COOKIES", "").lower()
+        in ("1", "true", "yes", "on"),
+        # Reverse proxies in front of the server whose X-Forwarded-For/-Proto are believed.
+        "MATCHER_TRUSTED_PROXIES": env.get("MATCHER_TRUSTED_PROXIES") or None,
     }
 
 

@@ -19,16 +19,20 @@ from .campaigns import (
 )
 from .database import Database, ScrubReport, default_database_url
 from .pairings import NewPairing, PairingFilter, Stored, index_version, record_pairings
+from .security import LoginThrottle, PlannerSession, ThrottlePolicy
 
 __all__ = [
     "DEFAULT_SLUG",
     "Campaign",
     "CampaignSettings",
     "Database",
+    "LoginThrottle",
     "NewPairing",
     "PairingFilter",
+    "PlannerSession",
     "ScrubReport",
     "Stored",
+    "ThrottlePolicy",
     "check_settings",
     "create_campaign",
     "default_campaign_settings",

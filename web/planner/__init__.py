@@ -11,12 +11,13 @@ passes), :mod:`.auth`, :mod:`.roster`, :mod:`.batches`, :mod:`.dashboard`,
 :mod:`.campaigns` and :mod:`.privacy`.
 
 - Login: one account from configuration (``MATCHER_PLANNER_USER`` and
-  ``MATCHER_PLANNER_PASSWORD``, plain or a werkzeug hash), kept in Flask's
-  signed session cookie. The area is never framed, so the cookie is
-  first-party; every POST still carries a form token (``security.py``). A
-  session ends at logout, after :data:`SESSION_HOURS`, or when the configured
-  credentials change. Failed logins are counted per client address and
-  refused for a while past :data:`MAX_FAILED_LOGINS`.
+  ``MATCHER_PLANNER_PASSWORD``, plain or a werkzeug hash). A session is a row
+  in the database named by a token in the signed cookie; it ends at logout,
+  when the configured credentials change, when idle and after a working day.
+  Every POST carries that session's own form token. Failed logins are
+  counted in the database for all workers, per account and address with a
+  doubling wait, so guessing is slow and the planner is never locked out
+  (:mod:`.auth`).
 - Campaigns: every page acts on the campaign named by ``?campaign=`` (the
   default campaign without it); links and redirects within the area keep it.
 - Batches run in :mod:`web.jobs`, which keeps their state in the instance
@@ -31,15 +32,15 @@ passes), :mod:`.auth`, :mod:`.roster`, :mod:`.batches`, :mod:`.dashboard`,
 from __future__ import annotations
 
 from . import auth, batches, campaigns, dashboard, privacy, roster
-from .auth import login_throttle, password_matches
-from .base import MAX_FAILED_LOGINS, bp, job_registry
+from .auth import check_report_login, login_throttle, password_matches
+from .base import bp, job_registry
 
 __all__ = [
-    "MAX_FAILED_LOGINS",
     "auth",
     "batches",
     "bp",
     "campaigns",
+    "check_report_login",
     "dashboard",
     "job_registry",
     "login_throttle",

@@ -1,24 +1,32 @@
-"""Planner login and logout, and throttling failed logins.
+"""Planner login and logout, the reports' HTTP Basic check, and throttling failed attempts.
 
 One account from configuration (``MATCHER_PLANNER_USER`` and
-``MATCHER_PLANNER_PASSWORD``, plain or a werkzeug hash), kept in Flask's
-signed session cookie. The area is never framed, so the cookie is
-first-party; every POST still carries a form token (``security.py``).
-Failed logins are counted per client address and refused for a while past
-:data:`~web.planner.base.MAX_FAILED_LOGINS`.
+``MATCHER_PLANNER_PASSWORD``, plain or a werkzeug hash). A login opens a
+session row in the database (:mod:`matcher.store.security`); logout revokes it.
+
+Failed attempts are counted in the database, so all workers share one count,
+by :class:`~matcher.store.security.LoginThrottle`: per (account, address) and
+per address with a doubling wait, and per account, which past its budget
+makes every address that failed wait longer, while the right password from an
+address that has not failed is always checked. The login form and the API
+reports count in scopes of their own: a script guessing at the API cannot
+make the form wait. A browser that logged in before carries a signed device
+cookie (:data:`DEVICE_COOKIE`); its attempts are judged on its own failures,
+so a guesser sharing the planner's address cannot make the planner wait
+either. The client address is ``request.remote_addr``, which
+``MATCHER_TRUSTED_PROXIES`` makes the address the proxy saw.
 """
 
 from __future__ import annotations
 
 import hmac
-import threading
-import time
-from collections import deque
+import secrets
 
 from flask import (
     Flask,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -26,20 +34,37 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.security import check_password_hash
 from werkzeug.wrappers import Response as BaseResponse
 
-from ..security import check_form_post
+from matcher.store.security import (
+    SESSION_LIFETIME,
+    LoginThrottle,
+    open_session,
+    prune_sessions,
+    revoke_other_accounts,
+    revoke_session,
+)
+
+from ..campaigns import database
+from ..errors import ApiError
+from ..security import check_form_post, cookie_secure
 from .base import (
     HASH_PREFIXES,
-    LOGIN_WINDOW,
-    MAX_FAILED_LOGINS,
-    THROTTLE_KEY,
+    account_key,
     bp,
-    credentials_stamp,
     lang_args,
     safe_next,
 )
+
+#: The cookie naming a browser that logged in before, and how long it is believed (seconds).
+DEVICE_COOKIE = "matcher_planner_device"
+DEVICE_MAX_AGE = 90 * 24 * 3600
+DEVICE_SALT = "matcher.planner-device"
+#: The throttles' scopes: failures in one never count in the other.
+LOGIN_SCOPE = "login"
+REPORTS_SCOPE = "reports"
 
 
 def password_matches(given: str, configured: str) -> bool:
@@ -54,53 +79,55 @@ def password_matches(given: str, configured: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), configured.encode("utf-8"))
 
 
-class LoginThrottle:
-    """Counts failed logins per client address; refuses an address past the limit.
-
-    Per process and per address: cheap, and enough to make guessing slow. Behind
-    a proxy, make ``request.remote_addr`` the client's address (werkzeug's
-    ``ProxyFix``), or every planner shares one count.
-    """
-
-    def __init__(self, limit: int = MAX_FAILED_LOGINS, window: float = LOGIN_WINDOW) -> None:
-        self.limit = limit
-        self.window = window
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        failures = self._failures.setdefault(key, deque())
-        while failures and now - failures[0] >= self.window:
-            failures.popleft()
-        return failures
-
-    def retry_after(self, key: str, now: float | None = None) -> int:
-        """Seconds until ``key`` may try again; 0 when it may try now."""
-        now = time.time() if now is None else now
-        with self._lock:
-            failures = self._recent(key, now)
-            if len(failures) < self.limit:
-                return 0
-            return max(1, int(failures[0] + self.window - now) + 1)
-
-    def fail(self, key: str, now: float | None = None) -> None:
-        now = time.time() if now is None else now
-        with self._lock:
-            self._recent(key, now).append(now)
-            if len(self._failures) > 10_000:
-                # Many addresses: forget those whose failures have all aged out.
-                stale = [k for k in self._failures if not self._recent(k, now)]
-                for k in stale:
-                    del self._failures[k]
-
-    def clear(self, key: str) -> None:
-        with self._lock:
-            self._failures.pop(key, None)
+def credentials_match(user: str, password: str) -> bool:
+    config = current_app.config
+    user_ok = hmac.compare_digest(
+        user.encode("utf-8"), str(config["MATCHER_PLANNER_USER"]).encode("utf-8")
+    )
+    # Always check the password, so a wrong user name takes as long as a wrong password.
+    password_ok = password_matches(password, str(config["MATCHER_PLANNER_PASSWORD"]))
+    return user_ok and password_ok
 
 
-def login_throttle(app: Flask) -> LoginThrottle:
-    throttle: LoginThrottle = app.extensions.setdefault(THROTTLE_KEY, LoginThrottle())
+def login_throttle(app: Flask, scope: str = LOGIN_SCOPE) -> LoginThrottle:
+    """This worker's handle on the shared count of failures in ``scope``."""
+    key = f"matcher.throttle.{scope}"
+    throttle = app.extensions.get(key)
+    if throttle is None:
+        throttle = app.extensions.setdefault(key, LoginThrottle(database(app), scope))
+    assert isinstance(throttle, LoginThrottle)
     return throttle
+
+
+def _devices() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.secret_key or "", salt=DEVICE_SALT)
+
+
+def known_device(user: str) -> str | None:
+    """The id of this browser when it logged in to ``user``'s current credentials before."""
+    raw = request.cookies.get(DEVICE_COOKIE)
+    if not raw:
+        return None
+    try:
+        value = _devices().loads(raw, max_age=DEVICE_MAX_AGE)
+    except BadSignature:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("id"), str):
+        return None
+    if user != current_app.config["MATCHER_PLANNER_USER"] or value.get("account") != account_key(
+        current_app
+    ):
+        return None
+    device: str = value["id"]
+    return device
+
+
+def refused(wait: int) -> str:
+    g.retry_after = wait
+    return gettext(
+        "Too many failed logins. Try again in %(minutes)d minutes.",
+        minutes=max(1, -(-wait // 60)),
+    )
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -111,33 +138,21 @@ def login() -> BaseResponse | tuple[str, int]:
     status = 200
     if request.method == "POST":
         check_form_post()
-        throttle = login_throttle(current_app)
-        client = request.remote_addr or "unknown"
-        wait = throttle.retry_after(client)
         user = request.form.get("user", "")
         password = request.form.get("password", "")
+        address = request.remote_addr
+        device = known_device(user)
+        throttle = login_throttle(current_app)
+        wait = throttle.retry_after(user, address, device=device)
         if wait:
-            error = gettext(
-                "Too many failed logins. Try again in %(minutes)d minutes.",
-                minutes=max(1, -(-wait // 60)),
+            page = render_template(
+                "planner/login.html", error=refused(wait), next=target, user=user
             )
-            page = render_template("planner/login.html", error=error, next=target, user=user)
             return page, 429
-        config = current_app.config
-        user_ok = hmac.compare_digest(
-            user.encode("utf-8"), str(config["MATCHER_PLANNER_USER"]).encode("utf-8")
-        )
-        password_ok = password_matches(password, str(config["MATCHER_PLANNER_PASSWORD"]))
-        if user_ok and password_ok:
-            throttle.clear(client)
-            session.clear()
-            session["planner"] = {
-                "user": user,
-                "stamp": credentials_stamp(current_app),
-                "at": time.time(),
-            }
-            return redirect(target or url_for("planner.roster", **lang_args()), 303)
-        throttle.fail(client)
+        if credentials_match(user, password):
+            throttle.succeeded(user, address, device=device)
+            return start_session(target, device)
+        throttle.failed(user, address, device=device)
         error = gettext("That user name and password do not match.")
         status = 403
     return render_template(
@@ -145,12 +160,71 @@ def login() -> BaseResponse | tuple[str, int]:
     ), status
 
 
+def start_session(target: str | None, device: str | None) -> BaseResponse:
+    """Open a session row, put its token in the cookie, and remember the browser."""
+    db = database()
+    account = account_key(current_app)
+    revoke_other_accounts(db, account)
+    prune_sessions(db, SESSION_LIFETIME)
+    token, _ = open_session(db, account)
+    old = session.get("planner")
+    if isinstance(old, dict) and isinstance(old.get("sid"), str):
+        revoke_session(db, old["sid"])
+    session.clear()
+    session["planner"] = {"sid": token}
+    response = redirect(target or url_for("planner.roster", **lang_args()), 303)
+    remembered = _devices().dumps({"account": account, "id": device or secrets.token_urlsafe(16)})
+    response.set_cookie(
+        DEVICE_COOKIE,
+        remembered,
+        max_age=DEVICE_MAX_AGE,
+        path=bp.url_prefix or "/",
+        secure=cookie_secure(),
+        httponly=True,
+        samesite="Strict",
+    )
+    return response
+
+
 @bp.post("/logout")
 def logout() -> BaseResponse:
     check_form_post()
-    session.pop("planner", None)
+    login_state = session.pop("planner", None)
+    if isinstance(login_state, dict) and isinstance(login_state.get("sid"), str):
+        revoke_session(database(), login_state["sid"])
     flash(gettext("You are logged out."))
     return redirect(url_for("planner.login", **lang_args()), 303)
 
 
-# -- roster -----------------------------------------------------------------------------
+def check_report_login() -> None:
+    """HTTP Basic with the planner's credentials for ``/api/v1/reports*``.
+
+    Throttled like the login form but counted apart (:data:`REPORTS_SCOPE`),
+    so failed report calls never make the planner's login form wait. A call
+    without credentials is told to send them and is not counted.
+
+    Raises:
+        ApiError: 503 while the planner area is off, 429 (with ``Retry-After``)
+            while this client must wait, 401 without valid credentials.
+    """
+    if not current_app.config["MATCHER_PLANNER_PASSWORD"]:
+        raise ApiError(
+            503, "planner_off", "Reports are off: set MATCHER_PLANNER_PASSWORD to turn them on."
+        )
+    given = request.authorization
+    if given is not None and given.type == "basic":
+        user = given.username or ""
+        throttle = login_throttle(current_app, REPORTS_SCOPE)
+        wait = throttle.retry_after(user, request.remote_addr)
+        if wait:
+            g.retry_after = wait
+            raise ApiError(
+                429,
+                "too_many_attempts",
+                f"Too many failed logins from this address; try again in {wait} seconds.",
+            )
+        if credentials_match(user, given.password or ""):
+            throttle.succeeded(user, request.remote_addr)
+            return
+        throttle.failed(user, request.remote_addr)
+    raise ApiError(401, "unauthorized", "Send the planner's user name and password (HTTP Basic).")

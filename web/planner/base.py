@@ -1,10 +1,19 @@
 """What every planner page shares: the blueprint, its limits, and the hooks that run first.
 
 Every request to the area passes :func:`require_login` (off until a password
-is configured; a session ends at logout, after :data:`SESSION_HOURS`, or when
-the configured credentials change) and :func:`select_campaign` (the campaign
-named by ``?campaign=``, the default without it, kept in every link and
-redirect), in that order. Pages are never cached.
+is configured) and :func:`select_campaign` (the campaign named by
+``?campaign=``, the default without it, kept in every link and redirect), in
+that order. Pages are never cached.
+
+A login is a row in the database (:mod:`matcher.store.security`): the signed
+session cookie carries only a random token whose hash is the row's id. The
+row ends at logout, when the configured credentials change (the row's
+account carries a keyed digest of them, so a new password is another
+account), after :data:`~matcher.store.security.SESSION_IDLE` unused and after
+:data:`~matcher.store.security.SESSION_LIFETIME`; a cookie of an ended
+session gets the login page. Every POST but the login's carries that row's
+form token (:func:`check_planner_token`), so a token from a public page, or
+from another planner's session, is refused.
 """
 
 from __future__ import annotations
@@ -12,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +44,10 @@ from matcher.store import (
     list_campaigns,
 )
 from matcher.store.campaigns import SLUG_PATTERN
+from matcher.store.security import PlannerSession, find_session, revoke_other_accounts
 
 from ..campaigns import (
+    DB_KEY,
     current_campaign,
     database,
     lookup,
@@ -46,25 +56,18 @@ from ..errors import ApiError
 from ..i18n import LANGUAGES
 from ..jobs import DEFAULT_TTL, JobRegistry
 from ..pairing import facet_label
+from ..security import check_form_post, check_signed_token, register_form_check, signed_token
 
 bp = Blueprint("planner", __name__, url_prefix="/planner")
 
-#: A login lasts a working day.
-SESSION_HOURS = 12
-#: Failed logins from one address within :data:`LOGIN_WINDOW` seconds before it is refused.
-MAX_FAILED_LOGINS = 10
-LOGIN_WINDOW = 10 * 60
 #: werkzeug's hash formats; any other configured password is plain text.
 HASH_PREFIXES = ("scrypt:", "pbkdf2:")
 #: A top-1 lead smaller than this is flagged as a close call in the try box.
 CLOSE_CALL = 0.02
-#: Limits on the quick picks a planner may set, so the shopper form stays usable.
-MAX_PICKS = 20
-MAX_PICK_CHARS = 40
-MAX_COLUMN_CHARS = 100
 
 JOBS_KEY = "matcher.planner_jobs"
-THROTTLE_KEY = "matcher.planner_login_throttle"
+#: The login form's token is signed under a salt of its own: a public form's token is refused.
+LOGIN_SALT = "matcher.planner-login"
 
 
 def credentials_stamp(app: Flask) -> str:
@@ -78,15 +81,60 @@ def credentials_stamp(app: Flask) -> str:
     return hmac.new(secret, account.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
 
 
+def account_key(app: Flask) -> str:
+    """The configured account as the sessions table knows it: the user and a digest of the
+    credentials, so sessions opened under other credentials no longer match."""
+    return f"{str(app.config['MATCHER_PLANNER_USER'])[:100]}#{credentials_stamp(app)}"
+
+
+def current_session() -> PlannerSession | None:
+    """The request's live planner session, looked up once per request."""
+    if "planner_session" not in g:
+        found = None
+        login = session.get("planner")
+        token = login.get("sid") if isinstance(login, dict) else None
+        if isinstance(token, str) and current_app.config["MATCHER_PLANNER_PASSWORD"]:
+            found = find_session(database(), token, account_key(current_app))
+        g.planner_session = found
+    found_session: PlannerSession | None = g.planner_session
+    return found_session
+
+
 def logged_in_user() -> str | None:
-    login = session.get("planner")
-    if not isinstance(login, dict):
-        return None
-    fresh = time.time() - float(login.get("at", 0)) < SESSION_HOURS * 3600
-    if fresh and login.get("stamp") == credentials_stamp(current_app):
-        user = login.get("user")
-        return user if isinstance(user, str) else None
-    return None
+    return str(current_app.config["MATCHER_PLANNER_USER"]) if current_session() else None
+
+
+def planner_token() -> str:
+    """The ``token`` for a planner form: the session's own, or on the login page a signed one."""
+    live = current_session()
+    return live.csrf_token if live is not None else signed_token(LOGIN_SALT)
+
+
+def check_planner_token(token: str) -> None:
+    """Accept only the token of this session (the login form's is signed under its own salt).
+
+    Raises:
+        ApiError: 403: the token is missing, from a public page or from another session.
+    """
+    if request.endpoint == "planner.login":
+        check_signed_token(token, LOGIN_SALT)
+        return
+    live = current_session()
+    if live is None or not hmac.compare_digest(
+        token.encode("utf-8"), live.csrf_token.encode("utf-8")
+    ):
+        message = gettext("This form could not be verified. Reload the page and try again.")
+        raise ApiError(403, "form_invalid", message)
+
+
+@bp.record_once
+def _on_register(state: Any) -> None:
+    app = state.app
+    register_form_check(app, bp.name, check_planner_token)
+    if app.config["MATCHER_PLANNER_PASSWORD"] and DB_KEY in app.extensions:
+        # Credentials changed since these sessions started: end them for good, so
+        # that changing the password back does not bring them back.
+        revoke_other_accounts(app.extensions[DB_KEY], account_key(app))
 
 
 def job_registry(app: Flask) -> JobRegistry:
@@ -127,8 +175,14 @@ def require_login() -> BaseResponse | None:
             "The planner area is off: set MATCHER_PLANNER_PASSWORD to turn it on.",
         )
     job_registry(current_app).sweep_if_due()
-    if request.endpoint == "planner.login" or logged_in_user() is not None:
+    if request.endpoint == "planner.login":
         return None
+    if current_session() is not None:
+        if request.method == "POST":
+            # Every POST, whether or not its view checks again.
+            check_form_post()
+        return None
+    session.pop("planner", None)  # an ended session's cookie goes
     target = request.full_path.rstrip("?") if request.method == "GET" else None
     return redirect(url_for("planner.login", next=target, **lang_args()))
 
@@ -187,6 +241,7 @@ def planner_context() -> dict[str, Any]:
         choices = list_campaigns(database())
     return {
         "planner_user": user,
+        "planner_token": planner_token,
         "facet_label": facet_label,
         "campaign": selected,
         "campaign_choices": choices,
