@@ -58,6 +58,27 @@ def app_config(profiles_dir: Path, model: str, index_dir: Path | None) -> dict[s
     default=None,
     help="Worker processes, each with its own copy of the models. Default: the number of cores.",
 )
+@click.option(
+    "--queue",
+    type=click.IntRange(0, 1000),
+    default=8,
+    show_default=True,
+    help="Requests each worker lets wait for it; past that a request is answered 503 at once.",
+)
+@click.option(
+    "--queue-wait",
+    type=click.FloatRange(0.1, 60),
+    default=2.0,
+    show_default=True,
+    help="Seconds a request may wait for its worker before it is answered 503 instead.",
+)
+@click.option(
+    "--head-timeout",
+    type=click.FloatRange(0.5, 300),
+    default=10.0,
+    show_default=True,
+    help="Seconds a new connection has to send its request line and headers.",
+)
 @click.option("--dev", is_flag=True, help="Flask's development server with the reloader.")
 def serve(
     profiles_dir: Path,
@@ -66,9 +87,17 @@ def serve(
     host: str,
     port: int,
     workers: int | None,
+    queue: int,
+    queue_wait: float,
+    head_timeout: float,
     dev: bool,
 ) -> None:
     """Serve the shopper form, the embeddable widget, the JSON API and the planner area.
+
+    Each worker reads requests in an event loop (a silent or slow client
+    costs it no thread), runs one request at a time and lets --queue more
+    wait, each at most --queue-wait seconds; any other request is answered
+    503 with Retry-After at once. /healthz is always answered.
 
     \b
     Examples:
@@ -101,33 +130,56 @@ def serve(
         create_app(config).run(host=host, port=port, debug=True, load_dotenv=False)
         return
 
+    from .admission import AdmissionLimits
+
     workers = workers or os.cpu_count() or 1
     threads = thread_budget(workers)
     os.environ.update(worker_environment(threads))
     click.echo(
-        f"Serving on http://{host}:{port}/ with {workers} worker(s) x {threads} thread(s) "
-        "(Ctrl+C to stop)",
+        f"Serving on http://{host}:{port}/ with {workers} worker(s) x {threads} thread(s), "
+        f"{queue} waiting at most {queue_wait:g} s each (Ctrl+C to stop)",
         err=True,
     )
-    GunicornServer(config, threads, {"bind": f"{host}:{port}", "workers": workers}).run()
+    admission = AdmissionLimits(running=1, queued=queue, wait=queue_wait)
+    options = {"bind": f"{host}:{port}", "workers": workers}
+    GunicornServer(config, admission, head_timeout, options).run()
 
 
-class _Base:  # gunicorn is imported lazily; see GunicornServer
-    pass
+def GunicornServer(  # noqa: N802
+    config: dict[str, Any],
+    admission: Any,
+    head_timeout: float,
+    options: dict[str, Any],
+) -> Any:
+    """A gunicorn application that builds the Flask app, and the front around it, in each worker.
 
-
-def GunicornServer(config: dict[str, Any], threads: int, options: dict[str, Any]) -> Any:  # noqa: N802
-    """A gunicorn application that builds the Flask app inside each worker."""
+    gunicorn is imported here, lazily, so that ``matcher --help`` stays fast.
+    """
     from gunicorn.app.base import BaseApplication
+
+    from .serving_worker import HeadDeadlineProtocol
+
+    # Set before the fork, so every worker inherits it.
+    HeadDeadlineProtocol.head_timeout = head_timeout
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             settings = {
                 **options,
-                "worker_class": "sync",
+                # An event loop per worker reads connections; the app runs in
+                # its threads (web/serving.py, docs/performance.md "Serving").
+                "worker_class": "web.serving_worker.ServingWorker",
+                "logger_class": "web.serving_worker.SafeLogger",
+                "asgi_lifespan": "off",
                 "preload_app": False,  # load torch after the fork, never before
-                "timeout": 120,
+                # The worker's heartbeat: its event loop never waits on the app.
+                "timeout": 60,
                 "graceful_timeout": 10,
+                "keepalive": 5,
+                # Open connections per worker; past this a new one is closed at once.
+                "worker_connections": 4000,
+                # Several servers may run side by side; none needs gunicornc.
+                "control_socket_disable": True,
                 "accesslog": "-",
                 # Paths and status only: never query strings or bodies (shopper text).
                 "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
@@ -141,7 +193,11 @@ def GunicornServer(config: dict[str, Any], threads: int, options: dict[str, Any]
             # size ONNX Runtime and their own threads by it. Nothing here
             # imports torch, which the default int8 encoder never needs.
             from . import create_app
+            from .serving import Front, FrontLimits
 
-            return create_app(config)
+            app = create_app(config)
+            max_body = int(app.config["MAX_CONTENT_LENGTH"])
+            limits = FrontLimits(max_body=max_body, admission=admission)
+            return Front(app, limits)
 
     return Server()
