@@ -39,7 +39,9 @@ from matcher.text import validate_text
 from .campaigns import all_origins, current_campaign, current_matcher, database, store
 from .errors import ApiError, error_body
 from .hints import hint
+from .idempotency import header_key, item_key, reused_key, same_requests
 from .openapi import LANGS, MAX_BATCH, MAX_BODY_BYTES, MAX_REF_CHARS, openapi_document
+from .serving import client_gone
 
 PREFIX = "/api/v1"
 bp = Blueprint("api", __name__, url_prefix=PREFIX)
@@ -239,17 +241,34 @@ def match() -> Response:
     check_lang(body)
     agreed = consent(body)
     shopper_ref = optional_ref(body)
+    key = header_key()
     matcher = current_matcher()
     matches = matcher.match(text, k)
     verdict = matcher.assess(text, matches)
+    if client_gone(request.environ):
+        return Response(status=499)  # the client hung up: nobody to pair
     stored = (
-        store(campaign, matcher, [NewPairing(matches[0], text, agreed, shopper_ref)], source="api")
+        store(
+            campaign,
+            matcher,
+            [NewPairing(matches[0], text, agreed, shopper_ref, request_key=key)],
+            source="api",
+        )
         if verdict.confident
         else None
     )
+    replayed = stored is not None and stored.replayed
+    if (
+        replayed
+        and key
+        and stored
+        and not same_requests(stored, matcher.index, [(key, matches[0])])
+    ):
+        raise reused_key()
     with hint_locale(body):
         verdict_body = verdict_fields(verdict)
-    return jsonify(
+    return replay_marked(
+        replayed,
         {
             "matches": [m.to_dict() for m in matches],
             **verdict_body,
@@ -257,7 +276,7 @@ def match() -> Response:
             "model": matcher.index.model_id,
             "campaign": campaign.slug,
             "text_stored": stored is not None and stored.texts_kept > 0,
-        }
+        },
     )
 
 
@@ -302,25 +321,41 @@ def match_batch() -> Response:
         except InputError as exc:
             checked.append(exc)
     check_lang(body)
+    key = header_key()
     matcher = current_matcher()
     valid = [
-        (text, ref, agreed)
-        for text, ref, agreed in zip(checked, refs, consents, strict=True)
+        (position, text, ref, agreed)
+        for position, (text, ref, agreed) in enumerate(zip(checked, refs, consents, strict=True))
         if isinstance(text, str)
     ]
-    paired = matcher.match_many([text for text, _, _ in valid], k)
+    paired = matcher.match_many([text for _, text, _, _ in valid], k)
     verdicts = [
-        matcher.assess(text, matches) for (text, _, _), matches in zip(valid, paired, strict=True)
+        matcher.assess(text, matches)
+        for (_, text, _, _), matches in zip(valid, paired, strict=True)
     ]
+    if client_gone(request.environ):
+        return Response(status=499)  # the client hung up: nobody to pair
     # Only confident answers are pairings. Stored in one transaction: the whole
     # call, or (on an error) none of it.
     to_store = [
-        NewPairing(matches[0], text, agreed, ref)
-        for (text, ref, agreed), matches, verdict in zip(valid, paired, verdicts, strict=True)
+        NewPairing(matches[0], text, agreed, ref, request_key=item_key(key, position))
+        for (position, text, ref, agreed), matches, verdict in zip(
+            valid, paired, verdicts, strict=True
+        )
         if verdict.confident
     ]
     stored = store(campaign, matcher, to_store, source="api", batch=True) if to_store else None
-    made_refs = iter(stored.refs if stored else [])
+    replayed = stored is not None and stored.replayed
+    if replayed and stored:
+        keyed = [(p.request_key or "", p.match) for p in to_store]
+        if not same_requests(stored, matcher.index, keyed):
+            raise reused_key()
+        earlier = stored.earlier or {}
+        made_refs = iter(
+            [earlier[p.request_key].shopper_ref for p in to_store if p.request_key in earlier]
+        )
+    else:
+        made_refs = iter(stored.refs if stored else [])
     answers = iter(zip(paired, verdicts, strict=True))
     results: list[dict[str, Any]] = []
     with hint_locale(body):
@@ -337,14 +372,23 @@ def match_batch() -> Response:
                     **verdict_fields(verdict),
                 }
             )
-    return jsonify(
+    return replay_marked(
+        replayed,
         {
             "results": results,
             "model": matcher.index.model_id,
             "campaign": campaign.slug,
             "batch_id": stored.batch_id if stored else None,
-        }
+        },
     )
+
+
+def replay_marked(replayed: bool, answer: dict[str, Any]) -> Response:
+    """The JSON answer, marked ``Idempotent-Replayed: true`` if its pairings were stored before."""
+    response = jsonify(answer)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 @bp.get("/celebrities")

@@ -13,6 +13,8 @@ from matcher.confidence import Doubt
 from matcher.matching import DEFAULT_TOP_K
 from matcher.store.campaigns import DEFAULT_SLUG, SLUG_PATTERN
 
+from .idempotency import KEY_PATTERN
+
 #: Texts per ``/match/batch`` call: about a second of encoding, a page of results.
 MAX_BATCH = 100
 #: A caller's own reference for a shopper (an order or session id), echoed back.
@@ -45,7 +47,11 @@ def _errors(*statuses: int) -> dict[str, Any]:
         404: "There is no campaign of that name (`field` is `campaign`).",
         429: "Too many failed logins from this address; wait and retry.",
         415: "The body is not sent as `application/json`.",
-        503: "The campaign's roster cannot be loaded, or the planner area is off.",
+        422: "The `Idempotency-Key` was used before, for a different request.",
+        503: (
+            "The server is busy (retry after `Retry-After` seconds), the campaign's roster"
+            " cannot be loaded, or the planner area is off."
+        ),
         500: "A fault on the server; the message says nothing about the code.",
     }
     return {
@@ -386,7 +392,25 @@ def _components(max_chars: int) -> dict[str, Any]:
 
 def openapi_document(max_chars: int) -> dict[str, Any]:
     """The document for an API whose matcher takes texts of up to ``max_chars`` characters."""
-    body_errors = _errors(400, 404, 413, 415, 500, 503)
+    body_errors = _errors(400, 404, 413, 415, 422, 500, 503)
+    idempotency_key = {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "pattern": f"^{KEY_PATTERN}$"},
+        "description": (
+            "A key of the caller's for this request (a UUID, say). A retry with the same key"
+            " stores nothing new: it gets the first answer's pairing (`shopper_ref`,"
+            " `text_stored`, `batch_id`), marked `Idempotent-Replayed: true`. Keys are kept"
+            " per campaign, with the pairings."
+        ),
+    }
+    replayed = {
+        "Idempotent-Replayed": {
+            "description": "`true` when this answer's pairings were stored by an earlier request.",
+            "schema": {"type": "string", "enum": ["true"]},
+        }
+    }
     day = {"type": "string", "format": "date"}
     report_parameters = [
         {
@@ -428,9 +452,11 @@ def openapi_document(max_chars: int) -> dict[str, Any]:
                 "post": {
                     "operationId": "match",
                     "summary": "Pair one shopper text",
+                    "parameters": [idempotency_key],
                     "requestBody": {"required": True, **_json(_ref("MatchRequest"))},
                     "responses": {
                         "200": {
+                            "headers": replayed,
                             "description": "The best celebrities, best first",
                             **_json(_ref("MatchResponse")),
                         },
@@ -442,9 +468,11 @@ def openapi_document(max_chars: int) -> dict[str, Any]:
                 "post": {
                     "operationId": "matchBatch",
                     "summary": f"Pair up to {MAX_BATCH} shopper texts",
+                    "parameters": [idempotency_key],
                     "requestBody": {"required": True, **_json(_ref("BatchRequest"))},
                     "responses": {
                         "200": {
+                            "headers": replayed,
                             "description": "One result per item, in order; bad texts get an error",
                             **_json(_ref("BatchResponse")),
                         },

@@ -24,7 +24,9 @@ from matcher.text import MAX_TEXT_CHARS
 from .campaigns import campaign_settings, current_campaign, current_matcher, store
 from .hints import hint
 from .i18n import select_locale
+from .idempotency import form_key, new_form_key, same_requests
 from .security import check_form_post
+from .serving import client_gone
 
 TOP_K = 3
 #: Longest shopper reference a microsite may pass to the form (``?ref=``).
@@ -112,6 +114,9 @@ def handle(template: str, source: str) -> tuple[str, int]:
         "max_chars": MAX_TEXT_CHARS,
         "quick_picks": quick_picks(),
         "lang": lang,
+        # A new key for every page: its resubmissions (a reload, a double
+        # click) find the pairing the first one stored.
+        "request_key": new_form_key(),
     }
     status = 200
     if request.method == "POST":
@@ -138,9 +143,22 @@ def handle(template: str, source: str) -> tuple[str, int]:
             if not verdict.confident:
                 context["unsure"] = {"reason": str(verdict.reason), "hint": hint(verdict.reason)}
                 return render_template(template, **context), status
+            if client_gone(request.environ):
+                return "", 499  # the shopper left: nobody to pair
             consented = context["consent"]
-            pairing = NewPairing(matches[0], composed, consented, context["ref"])
-            context["stored"] = store(campaign, matcher, [pairing], source=source)
+            key = form_key()
+            pairing = NewPairing(matches[0], composed, consented, context["ref"], request_key=key)
+            stored = store(campaign, matcher, [pairing], source=source)
+            if (
+                key
+                and stored.replayed
+                and not same_requests(stored, matcher.index, [(key, matches[0])])
+            ):
+                # The page's key came back with another text (the back button):
+                # a new request, stored as one.
+                pairing = NewPairing(matches[0], composed, consented, context["ref"])
+                stored = store(campaign, matcher, [pairing], source=source)
+            context["stored"] = stored
             profiles = {p.id: p for p in matcher.index.profiles}
             context["result"] = [present(m, profiles[m.celebrity_id], lang) for m in matches]
     return render_template(template, **context), status

@@ -6,6 +6,13 @@ the database. A batch is one transaction: stored whole or not at all.
 
 The shopper's text is stored only when they consented *and* the campaign
 keeps text; otherwise only the pairing is.
+
+A pairing may carry the client's request key (an ``Idempotency-Key``, or the
+form's per-page key): a request stored once under a key is never stored
+again. A retry finds the first pairing instead (:class:`Earlier`), also when
+two workers store the same retry at once: the database's unique index on
+``(campaign_id, request_key)`` lets one of them in, and the other then reads
+what it stored.
 """
 
 from __future__ import annotations
@@ -16,12 +23,13 @@ import math
 import secrets
 import weakref
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Select, func, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from ..batch import escape_cell
 from .campaigns import Campaign
@@ -66,19 +74,75 @@ class NewPairing:
     text: str
     consented: bool
     shopper_ref: str | None = None
+    #: The client's key for the request that made this pairing; stored once per key.
+    request_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """A pairing stored before under a request key: what a retry of that request gets back."""
+
+    request_key: str
+    shopper_ref: str
+    celebrity_id: str
+    score: float
+    index_version: str
+    batch_id: int | None
+    text_kept: bool
 
 
 @dataclass(frozen=True)
 class Stored:
-    """What was stored: the batch (if any), the shoppers' references in order, the text kept."""
+    """What was stored: the batch (if any), the shoppers' references in order, the text kept.
+
+    ``replayed`` means nothing new was stored: every request key given had been
+    stored before, and ``earlier`` holds those pairings by key (``refs`` are
+    theirs, in the order the keys were given).
+    """
 
     batch_id: int | None
     refs: list[str]
     texts_kept: int
+    replayed: bool = False
+    earlier: dict[str, Earlier] | None = None
 
     @property
     def count(self) -> int:
         return len(self.refs)
+
+
+def find_requests(db: Database, campaign: Campaign, keys: Sequence[str]) -> dict[str, Earlier]:
+    """The campaign's pairings stored under any of ``keys``, by key."""
+    found: dict[str, Earlier] = {}
+    with db.read() as session:
+        for start in range(0, len(keys), CHUNK):
+            query = select(PairingRow).where(
+                PairingRow.campaign_id == campaign.id,
+                PairingRow.request_key.in_(list(keys[start : start + CHUNK])),
+            )
+            for row in session.scalars(query):
+                assert row.request_key is not None
+                found[row.request_key] = Earlier(
+                    request_key=row.request_key,
+                    shopper_ref=row.shopper_ref,
+                    celebrity_id=row.celebrity_id,
+                    score=row.score,
+                    index_version=row.index_version,
+                    batch_id=row.batch_id,
+                    text_kept=row.shopper_text is not None,
+                )
+    return found
+
+
+def _replay(found: dict[str, Earlier], keys: Sequence[str]) -> Stored:
+    earlier = [found[key] for key in keys if key in found]
+    return Stored(
+        batch_id=earlier[0].batch_id,
+        refs=[e.shopper_ref for e in earlier],
+        texts_kept=sum(e.text_kept for e in earlier),
+        replayed=True,
+        earlier=found,
+    )
 
 
 def record_pairings(
@@ -94,11 +158,44 @@ def record_pairings(
 ) -> Stored:
     """Store pairings in one transaction (all of them, or none when anything fails).
 
+    When ``items`` is a list whose pairings carry request keys, a request
+    already stored under any of those keys is not stored again: the answer is
+    what was stored then (``Stored.replayed``). A stream of pairings (an
+    upload) is stored as it comes.
+
     Args:
         batch: also store a batch record, so the pairings can be told apart as one upload.
     """
     if source not in SOURCES:
         raise ValueError(f"unknown pairing source {source!r}")
+    if isinstance(items, Sequence) and any(item.request_key for item in items):
+        keys = [item.request_key for item in items if item.request_key]
+        for attempt in range(2):
+            found = find_requests(db, campaign, keys)
+            if found:
+                return _replay(found, keys)
+            try:
+                return _insert(
+                    db, campaign, items, model_id, index_version, source, batch, filename
+                )
+            except IntegrityError:
+                # The same request, stored by another worker since we looked: read
+                # it. A second failure is something else, and is raised.
+                if attempt:
+                    raise
+    return _insert(db, campaign, items, model_id, index_version, source, batch, filename)
+
+
+def _insert(
+    db: Database,
+    campaign: Campaign,
+    items: Iterable[NewPairing],
+    model_id: str,
+    index_version: str,
+    source: str,
+    batch: bool,
+    filename: str | None,
+) -> Stored:
     refs: list[str] = []
     kept = 0
     with db.write() as session:
@@ -133,6 +230,7 @@ def record_pairings(
                     "created_at": now,
                     "consent_version": campaign.consent_version if item.consented else None,
                     "shopper_text": item.text if keep else None,
+                    "request_key": item.request_key,
                 }
             )
             if len(chunk) >= CHUNK:
