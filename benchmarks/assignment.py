@@ -41,7 +41,7 @@ def synthetic(n: int, m: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np
     upper[top] = (natural[top] * 0.7).astype(np.int64)  # signed bottles run out
     upper = np.minimum(upper, n // 3)  # no face carries more than a third
     lower = np.zeros(m, np.int64)
-    lower[-1] = int(np.ceil(0.5 * n / m))  # the newest face is owed half an equal share
+    lower[-1] = int(np.ceil(n / m))  # the newest face is owed an equal share
     return scores, lower, upper
 
 
