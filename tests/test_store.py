@@ -143,13 +143,13 @@ def utc(*args: int) -> datetime:
 
 def test_upgrade_twice_is_a_no_op(database: Database, database_url: str) -> None:
     campaign = make_campaign(database)
-    assert current(database) == "0002"
+    assert current(database) == "0003"
 
     database.migrate()
     again = Database(database_url)
     again.migrate()
 
-    assert current(again) == "0002"
+    assert current(again) == "0003"
     assert list_campaigns(again) == [campaign]
     again.dispose()
 

@@ -103,6 +103,28 @@ class PairingRow(Base):
     shopper_text: Mapped[str | None] = mapped_column(Text)
     #: The client's ``Idempotency-Key``: a retried request finds its pairing instead of adding one.
     request_key: Mapped[str | None] = mapped_column(String(100))
+    #: The best-fitting celebrity, when quotas or shares paired the shopper with another.
+    first_choice: Mapped[str | None] = mapped_column(String(100))
+    #: Why ``celebrity_id`` was chosen under the campaign's limits: best, full or balanced.
+    assignment: Mapped[str | None] = mapped_column(String(20))
+
+
+class FillRow(Base):
+    """Pairings promised to one celebrity of one campaign.
+
+    Updated in the transaction that stores the pairing, so a quota holds
+    however many workers race. Deleting a shopper's data does not give the
+    place back: the promise was made.
+    """
+
+    __tablename__ = "celebrity_fills"
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
+    celebrity_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    assigned: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
 
 
 class LoginFailureRow(Base):
