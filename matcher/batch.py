@@ -383,8 +383,9 @@ def run_batch(
 ) -> BatchSummary:
     """Match every row of ``input_path`` and write the pairings to ``output_path``.
 
-    The output is written to a temporary file and renamed at the end, so an
-    interrupted run never leaves a truncated file that looks complete.
+    The output is written to a temporary file (mode 0600) and renamed at the
+    end, so an interrupted run never leaves a truncated file that looks
+    complete; a killed run's temporary is deleted by the next run in that folder.
 
     Args:
         on_row: called with the input line number after each row (for progress).
@@ -393,6 +394,8 @@ def run_batch(
     Raises:
         BatchInputError: the input cannot be read at all, or the output type is unknown.
     """
+    from .files import open_private, sweep_temporaries, temporary_path
+
     output_path = Path(output_path)
     out_format = input_format(output_path)
     k = matcher.check_k(k)
@@ -400,9 +403,14 @@ def run_batch(
         input_path, id_column=id_column, text_column=text_column, max_chars=matcher.max_chars
     )
     summary = BatchSummary()
-    tmp = output_path.with_name(f".{output_path.name}.part")
+    # Outputs hold references and pairings: private from the first byte, and
+    # what a killed run left beside them is swept before this one writes.
+    sweep_temporaries(output_path.parent)
+    # Older versions named the temporary this way.
+    output_path.with_name(f".{output_path.name}.part").unlink(missing_ok=True)
+    tmp = temporary_path(output_path, ".part")
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+        with open_private(tmp, "w", encoding="utf-8", newline="") as handle:
             writer: PairingWriter = (
                 CsvPairingWriter(handle, k) if out_format == "csv" else JsonlPairingWriter(handle)
             )

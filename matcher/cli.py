@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
@@ -415,17 +416,27 @@ def batch_command(
 
 
 class RejectsFile:
-    """The bad-row report, created only when there is a bad row."""
+    """The bad-row report, created only when there is a bad row.
+
+    It names shoppers (their ids), so it is private (0600), and it is written
+    under a temporary name renamed at the end: a killed run leaves no empty or
+    partial report, only a temporary that the next run sweeps.
+    """
 
     def __init__(self, path: Path) -> None:
+        from .files import temporary_path
+
         self.path = path
+        self._part = temporary_path(path, ".part")
         self._handle: Any = None
         self._writer: Any = None
         path.unlink(missing_ok=True)
 
     def add(self, row: BadRow) -> None:
         if self._handle is None:
-            self._handle = open(self.path, "w", encoding="utf-8", newline="")
+            from .files import open_private
+
+            self._handle = open_private(self._part, "w", encoding="utf-8", newline="")
             self._writer = csv.writer(self._handle)
             self._writer.writerow(["line", "id", "reason"])
         self._writer.writerow([row.line, escape_cell(row.id or ""), row.reason])
@@ -433,6 +444,7 @@ class RejectsFile:
     def close(self) -> None:
         if self._handle is not None:
             self._handle.close()
+            os.replace(self._part, self.path)
 
 
 for _command in (models_cli.models, *store_cli.COMMANDS):

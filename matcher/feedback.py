@@ -6,24 +6,39 @@ roster attaches each correction to its celebrity as an extra example, so
 later shoppers who write something similar are pulled towards the right
 celebrity (measured in benchmarks/README.md).
 
-A correction stores the text it corrects. Planners should correct with test
-texts or paraphrases, not a shopper's own words, unless the campaign's
-consent covers keeping them.
+A correction stores the text it corrects, because the index embeds it again
+whenever the roster or the model changes; nothing else of a shopper (no
+reference, no pairing) is kept with it. Planners should correct with test
+texts or paraphrases, but a correction filed from the try box may hold a
+shopper's own words, so corrections are personal data like stored texts:
+
+- the file is created 0600;
+- a privacy delete removes every correction holding one of the shopper's
+  stored texts, or a text the request names (:func:`erase_corrections`);
+- the retention purge removes corrections older than the campaign's
+  retention period (:func:`expire_corrections`), as it does pairings.
+
+The index is rebuilt from the file when it changes (the server watches it),
+so a removed correction's vector leaves the index too.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError, Problem
+from .files import atomic_write, locked, open_private
 from .text import validate_text
 
 CORRECTIONS_FILE = "corrections.jsonl"
+#: Held while the file is appended to or rewritten, so a removal never loses an addition.
+CORRECTIONS_LOCK = ".corrections.lock"
 
 
 @dataclass(frozen=True)
@@ -105,8 +120,81 @@ def add_correction(
         validate_text(text), right, wrong, datetime.now(UTC).isoformat(timespec="seconds")
     )
     line = json.dumps(asdict(correction), ensure_ascii=False) + "\n"
-    with open(Path(folder) / CORRECTIONS_FILE, "a", encoding="utf-8") as handle:
-        handle.write(line)
-        handle.flush()
-        os.fsync(handle.fileno())
+    folder = Path(folder)
+    with locked(folder / CORRECTIONS_LOCK):
+        with open_private(folder / CORRECTIONS_FILE, "a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
     return correction
+
+
+#: The shortest text :func:`erase_corrections` looks for inside corrections,
+#: so that a slip ("a") cannot wipe the file; shorter ones must match whole.
+MIN_ERASE_CHARS = 8
+
+
+def erase_corrections(folder: str | Path, texts: Iterable[str]) -> int:
+    """Remove the corrections whose text is, or contains, one of ``texts``.
+
+    A text of fewer than :data:`MIN_ERASE_CHARS` characters removes only
+    corrections that are exactly it. The file is rewritten atomically (0600).
+
+    Returns:
+        How many corrections were removed.
+    """
+    needles = [t.strip() for t in texts if t and t.strip()]
+    if not needles:
+        return 0
+
+    def holds(text: str) -> bool:
+        return any(
+            text == needle or (len(needle) >= MIN_ERASE_CHARS and needle in text)
+            for needle in needles
+        )
+
+    return _rewrite(Path(folder), lambda record: holds(str(record.get("text", ""))))
+
+
+def expire_corrections(folder: str | Path, cutoff: datetime) -> int:
+    """Remove the corrections made before ``cutoff`` (an aware time), as the retention purge does.
+
+    A correction without a readable time is taken as expired: its age is unknown.
+
+    Returns:
+        How many corrections were removed.
+    """
+
+    def old(record: dict[str, Any]) -> bool:
+        try:
+            created = datetime.fromisoformat(str(record.get("created", "")))
+        except ValueError:
+            return True
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=UTC)
+        return created < cutoff
+
+    return _rewrite(Path(folder), old)
+
+
+def _rewrite(folder: Path, drop: Callable[[dict[str, Any]], bool]) -> int:
+    """Rewrite ``corrections.jsonl`` without the records ``drop`` picks; lines that are
+    not JSON objects are kept as they are (the roster check reports them)."""
+    path = folder / CORRECTIONS_FILE
+    if not path.is_file():
+        return 0
+    with locked(folder / CORRECTIONS_LOCK):
+        kept: list[bytes] = []
+        removed = 0
+        for line in path.read_bytes().splitlines(keepends=True):
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError):
+                record = None
+            if isinstance(record, dict) and drop(record):
+                removed += 1
+            else:
+                kept.append(line if line.endswith(b"\n") else line + b"\n")
+        if removed:
+            atomic_write(path, b"".join(kept), private=True)
+    return removed

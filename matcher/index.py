@@ -337,6 +337,7 @@ def save_index(index: ProfileIndex, folder: str | Path) -> Path:
         ],
     }
     with locked(folder / LOCK):
+        _sweep_temporaries(folder)
         atomic_write(folder / vectors_name, payload)
         atomic_write(
             folder / MANIFEST,
@@ -346,6 +347,17 @@ def save_index(index: ProfileIndex, folder: str | Path) -> Path:
             if stale.name != vectors_name:
                 stale.unlink(missing_ok=True)
     return folder / MANIFEST
+
+
+def _sweep_temporaries(folder: Path) -> None:
+    """Delete what a killed save left (``.facets-*.tmp``, ``.manifest.json.*.tmp``).
+
+    Called under the folder's lock, which every save holds while it writes:
+    any temporary seen then belongs to a save that is over, so all go, those
+    named by earlier versions too.
+    """
+    for leftover in folder.glob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
 
 
 def read_index(folder: str | Path, encoder: Encoder) -> StoredIndex:
@@ -423,6 +435,8 @@ def ensure_index(
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    with locked(folder / LOCK):
+        _sweep_temporaries(folder)
     with locked(folder / BUILD_LOCK):
         rebuilt_because: str | None = None
         try:

@@ -183,7 +183,34 @@ def campaign_set(database_url: str | None, slug: str, **options: Any) -> None:
 
 @click.group("privacy")
 def privacy_group() -> None:
-    """Shoppers' data: export, delete, and purge what is past its retention period."""
+    """Shoppers' data: export, delete, and purge what is past its retention period.
+
+    Delete and purge reach every copy: the database (its files scrubbed), the
+    corrections in the campaigns' roster folders, and the instance's planner
+    batch files (uploads being matched, pairings waiting to be downloaded).
+    """
+
+
+def _roster_folder(slug: str, folder: str) -> Path:
+    """A campaign's roster folder as the server finds it (relative ones in the rosters root)."""
+    from .store import DEFAULT_SLUG
+
+    path = Path(folder)
+    if slug == DEFAULT_SLUG or path.is_absolute():
+        return path
+    return Path(os.environ.get("MATCHER_ROSTERS_DIR") or instance_dir() / "rosters") / path
+
+
+def _copies(database: Database) -> list[Any]:
+    from .store.privacy import instance_copies
+
+    return instance_copies(database, instance_dir(), resolve=_roster_folder)
+
+
+def _report_copies(removed: dict[str, int]) -> None:
+    for name, count in removed.items():
+        if count:
+            click.echo(f"{name}: removed {count}")
 
 
 @privacy_group.command("export")
@@ -206,16 +233,46 @@ def privacy_export(database_url: str | None, shopper_ref: str, output: Path | No
 @privacy_group.command("delete")
 @database_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--text",
+    "texts",
+    multiple=True,
+    help="A text the shopper wrote (repeatable): erased wherever it is kept, corrections "
+    "included, even where no reference goes with it (a text tried in the planner's try box).",
+)
 @click.argument("shopper_ref")
-def privacy_delete(database_url: str | None, shopper_ref: str, yes: bool) -> None:
-    """Delete SHOPPER_REF's text and pairings, leaving no trace in the database files."""
+def privacy_delete(
+    database_url: str | None, shopper_ref: str, yes: bool, texts: tuple[str, ...]
+) -> None:
+    """Delete SHOPPER_REF's text, pairings and every copy, leaving no trace in the files.
+
+    Exits 4 when a reader of the SQLite file kept its log from being emptied:
+    the deletion is done, and the log is emptied as soon as the reader ends.
+
+    \b
+    Examples:
+      matcher privacy delete s-3kq9w2x7m4p1z8ab
+      matcher privacy delete --yes --text "my weekends: a teahouse and a novel" crm-1043
+    """
     from .store.privacy import delete_shopper
 
     if not yes:
         click.confirm(f"Delete everything held on {shopper_ref}?", abort=True)
-    deleted = delete_shopper(open_database(database_url), shopper_ref)
+    database = open_database(database_url)
+    deleted = delete_shopper(database, shopper_ref, texts=texts, copies=_copies(database))
     click.echo(f"deleted {deleted.pairings} pairing(s) of {shopper_ref}; {deleted.scrub.detail}")
+    _report_copies(deleted.copies)
     if not deleted.scrub.complete:
+        sys.exit(4)
+
+
+@privacy_group.command("scrub")
+@database_option
+def privacy_scrub(database_url: str | None) -> None:
+    """Empty the database's log of deleted bytes now (exit 4 while a reader still holds it)."""
+    report = open_database(database_url).scrub()
+    click.echo(report.detail)
+    if not report.complete:
         sys.exit(4)
 
 
@@ -223,13 +280,19 @@ def privacy_delete(database_url: str | None, shopper_ref: str, yes: bool) -> Non
 @database_option
 @click.option("--dry-run", is_flag=True, help="Count what would go, delete nothing.")
 def privacy_purge(database_url: str | None, dry_run: bool) -> None:
-    """Delete pairings older than their campaign's retention period (safe to run from cron)."""
+    """Delete pairings older than their campaign's retention period (safe to run from cron).
+
+    Corrections older than the retention period go too, and batch files past
+    their time to live.
+    """
     from .store.privacy import purge_expired
 
-    purged = purge_expired(open_database(database_url), dry_run=dry_run)
+    database = open_database(database_url)
+    purged = purge_expired(database, dry_run=dry_run, copies=_copies(database))
     verb = "would delete" if dry_run else "deleted"
     for slug, count in purged.per_campaign.items():
         click.echo(f"{slug}: {verb} {count} pairing(s)")
+    _report_copies(purged.copies)
     if purged.scrub is not None:
         click.echo(purged.scrub.detail)
         if not purged.scrub.complete:

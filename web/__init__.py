@@ -115,6 +115,10 @@ def create_app(config: Mapping[str, Any] | None = None, *, matcher: Matcher | No
     app.register_blueprint(embed.bp, name="campaign_embed", url_prefix="/c/<campaign>")
     app.register_blueprint(api.bp)
     app.register_blueprint(planner.bp)
+    from .planner.base import job_registry
+
+    # What a killed worker left (a batch's upload, half-written pairings) goes now.
+    job_registry(app).sweep_at_start()
     if not app.config["MATCHER_PLANNER_PASSWORD"]:
         log.warning("planner area is off: set MATCHER_PLANNER_PASSWORD to turn it on")
     return app

@@ -11,12 +11,15 @@ SQLite is set up for several web workers writing to one file:
 - ``synchronous=FULL``: a commit is on disk before the shopper gets the answer;
 - ``secure_delete``: deleted rows are overwritten with zeros, so a deleted
   shopper's text does not linger in free pages (:meth:`Database.scrub` then
-  empties the write-ahead log).
+  empties the write-ahead log);
+- the file is created 0600 before SQLite opens it, so its logs are too.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +33,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import ConfigError
-from ..files import locked
+from ..files import PRIVATE_MODE, locked
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,10 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 15_000
 #: How long (ms) each of :meth:`Database.scrub`'s checkpoint attempts waits for readers.
 SCRUB_WAIT_MS = 200
+#: How long (s) a process keeps retrying a scrub that a reader held up.
+SCRUB_RETRY_FOR = 600.0
+#: Suffix of the marker file that says a scrub is owed.
+SCRUB_PENDING = "-scrub-pending"
 #: Distinguishes this project's migration lock among PostgreSQL advisory locks.
 MIGRATION_LOCK = 0x6D61746368  # "match"
 DATABASE_FILE = "matcher.db"
@@ -83,7 +90,7 @@ class Database:
             database = self.url.database
             if not database or database == ":memory:":
                 raise ConfigError("SQLite needs a file (sqlite:///path/matcher.db), not memory")
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            _private_database_file(Path(database))
             options["connect_args"] = {"timeout": BUSY_TIMEOUT_MS / 1000}
         elif self.url.drivername == "postgresql":
             # psycopg 3 is the driver this project installs.
@@ -95,6 +102,8 @@ class Database:
             self.engine.execution_options(matcher_write=True), expire_on_commit=False
         )
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
+        self._retry_lock = threading.Lock()
+        self._retrying: threading.Thread | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -106,9 +115,15 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A transaction that commits on success and rolls back on any error."""
+        """A transaction that commits on success and rolls back on any error.
+
+        After the commit, a scrub left unfinished by a reader is tried again
+        (:meth:`scrub`), so it completes soon after that reader ends.
+        """
         with self._writer.begin() as session:
             yield session
+        if self.is_sqlite and self._scrub_marker.exists():
+            self._finish_scrub()
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -129,10 +144,17 @@ class Database:
                     upgrade(self)
             else:
                 upgrade(self)
+            if self.is_sqlite and self._scrub_marker.exists():
+                self._finish_scrub()  # owed by a process that stopped meanwhile
         except OperationalError as exc:
             # The driver's message can run over several lines; its first says what failed.
             reason = str(exc.orig).strip().splitlines()[0]
             raise ConfigError(f"cannot reach database {self.describe()}: {reason}") from None
+
+    @property
+    def _scrub_marker(self) -> Path:
+        """Present while a scrub is owed: a reader kept the checkpoint from finishing."""
+        return Path(f"{self.url.database}{SCRUB_PENDING}")
 
     def scrub(self, attempts: int = 20) -> ScrubReport:
         """Make deleted rows unrecoverable from the database files.
@@ -140,31 +162,75 @@ class Database:
         SQLite: rows were zeroed in place (``secure_delete``), but older copies
         of their pages sit in the write-ahead log until a checkpoint; a
         ``TRUNCATE`` checkpoint writes the log back and empties it. It waits
-        for readers that still see old pages, retrying a while. PostgreSQL:
-        ``VACUUM`` frees the deleted row versions for reuse.
+        for readers that still see old pages, retrying a while. A checkpoint
+        cannot pass a reader, so when one holds on, the scrub says so
+        (``complete`` false) and is owed: a marker file beside the database
+        (``matcher.db-scrub-pending``, holding nothing) makes every later write
+        of any process, and every start, try again until it succeeds; this
+        process also retries in the background for :data:`SCRUB_RETRY_FOR`
+        seconds. PostgreSQL: ``VACUUM`` frees the deleted row versions for reuse.
         """
         if self.is_sqlite:
-            for _ in range(attempts):
-                with self.engine.connect() as connection:
-                    # The checkpoint waits for readers through the busy handler: with
-                    # the full busy timeout, 20 attempts would take five minutes.
-                    connection.exec_driver_sql(f"PRAGMA busy_timeout = {SCRUB_WAIT_MS}")
-                    try:
-                        busy, _log, _done = connection.exec_driver_sql(
-                            "PRAGMA wal_checkpoint(TRUNCATE)"
-                        ).one()
-                    finally:
-                        connection.exec_driver_sql(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                if not busy:
+            for attempt in range(attempts):
+                if self._checkpoint(SCRUB_WAIT_MS):
+                    self._scrub_marker.unlink(missing_ok=True)
                     return ScrubReport(True, "write-ahead log checkpointed and emptied")
-                time.sleep(0.1)
+                if attempt + 1 < attempts:
+                    time.sleep(0.1)
+            self._scrub_marker.touch()
+            self._retry_scrub_in_background()
             return ScrubReport(
-                False, "the write-ahead log is still in use by a reader; run the command again"
+                False,
+                "the write-ahead log is still in use by a reader, so deleted text may remain in "
+                "it; it is emptied as soon as the reader ends (at the next write or start), or "
+                "run the command again",
             )
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.exec_driver_sql("VACUUM pairings")
             connection.exec_driver_sql("VACUUM batches")
         return ScrubReport(True, "deleted rows vacuumed")
+
+    def _checkpoint(self, wait_ms: int) -> bool:
+        """One ``TRUNCATE`` checkpoint, waiting ``wait_ms`` for readers: whether it completed."""
+        with self.engine.connect() as connection:
+            # The checkpoint waits for readers through the busy handler: with the
+            # full busy timeout, a scrub's 20 attempts would take five minutes.
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {wait_ms}")
+            try:
+                busy, _log, _done = connection.exec_driver_sql(
+                    "PRAGMA wal_checkpoint(TRUNCATE)"
+                ).one()
+            except OperationalError:
+                return False  # another checkpoint or a writer held the lock throughout
+            finally:
+                connection.exec_driver_sql(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return not busy
+
+    def _finish_scrub(self) -> bool:
+        """Try an owed scrub once, without waiting: whether none is owed any more."""
+        if not self._checkpoint(0):
+            return False
+        self._scrub_marker.unlink(missing_ok=True)
+        log.info("the owed scrub of %s is done", self.describe())
+        return True
+
+    def _retry_scrub_in_background(self) -> None:
+        def retry() -> None:
+            deadline = time.monotonic() + SCRUB_RETRY_FOR
+            while time.monotonic() < deadline and self._scrub_marker.exists():
+                time.sleep(0.5)
+                try:
+                    if self._finish_scrub():
+                        return
+                except Exception as exc:  # a disposed engine, a removed file
+                    log.warning("retrying the scrub stopped: %s", type(exc).__name__)
+                    return
+
+        with self._retry_lock:
+            if self._retrying is not None and self._retrying.is_alive():
+                return
+            self._retrying = threading.Thread(target=retry, name="scrub-retry", daemon=True)
+            self._retrying.start()
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -172,6 +238,27 @@ class Database:
     def ping(self) -> None:
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
+
+
+def _private_database_file(path: Path) -> None:
+    """Create the SQLite file (and its folder) readable by its owner only, before SQLite does.
+
+    SQLite gives the write-ahead log and shared-memory files the mode of the
+    database file, so all three are 0600. Files made by earlier versions
+    (0644) are narrowed.
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE))
+    except FileExistsError:
+        pass
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            if name.stat().st_mode & 0o077:
+                os.chmod(name, PRIVATE_MODE)
+        except (FileNotFoundError, PermissionError):
+            continue  # absent, or another user's file: SQLite reports what matters
 
 
 def _configure_sqlite(engine: Engine) -> None:

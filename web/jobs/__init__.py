@@ -19,7 +19,9 @@ every read goes to that folder, never to a worker's memory. The folder holds:
   Writes go to a temporary file that replaces the record (``os.replace``), so
   a reader sees the old record or the new one, never half of one.
 - ``<id>.upload.<ext>``, the upload: deleted as soon as the job ends, because
-  it holds shopper text; ``.<id>.pairings.csv.part`` while pairings are written.
+  it holds shopper text; ``.<id>.pairings.csv.part`` while pairings are written,
+  and ``.<id>.run.lock`` while a worker matches or stores it. Every file that
+  names shoppers is created 0600, in a folder made 0700.
 - ``<id>.pairings.csv``, the pairings: deleted when downloaded, or by
   :meth:`JobRegistry.sweep` once older than the registry's ``ttl``.
 - ``totals.json``, the dashboard totals of retired records (see
@@ -36,14 +38,21 @@ above it:
 - :mod:`~web.jobs.folder`: the folder's paths, its lock and atomic writes;
 - :mod:`~web.jobs.runner`: :class:`Job` and the matching thread;
 - :mod:`~web.jobs.registry`: :class:`JobRegistry`, reading jobs from any
-  worker, handing over downloads and the sweep.
+  worker, handing over downloads and the sweep;
+- :mod:`~web.jobs.erasure`: privacy deletions and purges reaching the folder.
+
+A worker sweeps the folder when it starts (:meth:`JobRegistry.sweep_at_start`),
+so what a killed worker left (an upload, half-written pairings) is gone
+after the next start.
 """
 
+from .erasure import ERASED_ERROR, BatchCopies
 from .records import (
     ABANDONED_ERROR,
     DEFAULT_TTL,
     HEARTBEAT,
     JOB_ID,
+    JOBS_FOLDER,
     LOCK_NAME,
     MAX_KEPT_JOBS,
     MAX_LISTED_BAD_ROWS,
@@ -69,9 +78,11 @@ from .spool import MAX_REF_CHARS, NotStored, StoreBatch
 
 __all__ = [
     "ABANDONED_ERROR",
+    "ERASED_ERROR",
     "DEFAULT_TTL",
     "HEARTBEAT",
     "JOB_ID",
+    "JOBS_FOLDER",
     "LOCK_NAME",
     "MAX_KEPT_JOBS",
     "MAX_LISTED_BAD_ROWS",
@@ -85,6 +96,7 @@ __all__ = [
     "UNFINISHED",
     "UPLOAD_SUFFIX",
     "BadLine",
+    "BatchCopies",
     "Job",
     "JobAbandoned",
     "JobRecord",

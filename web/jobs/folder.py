@@ -15,11 +15,12 @@ import json
 import logging
 import os
 import secrets
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from matcher.files import open_private, temporary_path
 
 from .records import (
     LOCK_NAME,
@@ -60,6 +61,30 @@ class JobFolder:
         """Where a job's pairings are kept. Raises ``ValueError`` for a malformed id."""
         return self.folder / f"{self._checked(job_id)}.pairings.csv"
 
+    def run_lock_path(self, job_id: str) -> Path:
+        """Locked by the worker matching the job for as long as it may still store it."""
+        return self.folder / f".{self._checked(job_id)}.run.lock"
+
+    def job_files(self, job_id: str) -> list[Path]:
+        """Every file of a job that may hold shoppers' data (present or not), record aside."""
+        job_id = self._checked(job_id)
+        return [
+            *sorted(self.folder.glob(f"{job_id}.upload.*")),
+            self.output_path(job_id),
+            self.folder / f".{job_id}.pairings.csv.part",
+            self.folder / f".{job_id}.store.jsonl.part",
+        ]
+
+    def _make_folder(self) -> None:
+        """The folder holds shoppers' files: readable by the server's user only."""
+        if not self.folder.is_dir():
+            self.folder.mkdir(parents=True, mode=0o700, exist_ok=True)
+
+    def save_upload(self, path: Path, upload: Any) -> None:
+        """Write an uploaded file (anything with ``save(stream)``, as werkzeug's) as 0600."""
+        with open_private(path, "wb") as handle:
+            upload.save(handle)
+
     def paths(self, suffix: str) -> tuple[str, Path, Path]:
         """A fresh job id and the upload and pairing paths that go with it.
 
@@ -69,7 +94,7 @@ class JobFolder:
         suffix = suffix.lower()
         if not UPLOAD_SUFFIX.fullmatch(suffix):
             raise ValueError(f"upload suffix {suffix!r} is not an extension like '.csv'")
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self._make_folder()
         job_id = secrets.token_urlsafe(12)
         return job_id, self.folder / f"{job_id}.upload{suffix}", self.output_path(job_id)
 
@@ -78,7 +103,7 @@ class JobFolder:
     @contextmanager
     def _locked(self, *, exclusive: bool) -> Iterator[None]:
         """Hold the folder's lock, shared or exclusive (between threads and workers alike)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self._make_folder()
         fd = os.open(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
@@ -132,9 +157,9 @@ class JobFolder:
 
     def _write_json(self, path: Path, data: dict[str, Any]) -> None:
         """Replace ``path`` atomically: readers see the old content or the new, whole."""
-        fd, temporary = tempfile.mkstemp(dir=self.folder, prefix=f".{path.name}.", suffix=".tmp")
+        temporary = temporary_path(path)  # swept at start if a crash leaves it
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            with open_private(temporary, "w", encoding="utf-8") as handle:
                 json.dump(data, handle, ensure_ascii=False, allow_nan=False)
                 handle.flush()
                 os.fsync(handle.fileno())

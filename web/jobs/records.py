@@ -34,6 +34,8 @@ STALE_AFTER = 5 * 60
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{16}")
 #: Upload suffixes as :func:`matcher.batch.input_format` accepts them, lower-cased.
 UPLOAD_SUFFIX = re.compile(r"\.[a-z0-9]{1,10}")
+#: The jobs folder, under the instance folder.
+JOBS_FOLDER = "planner-batches"
 RECORD_SUFFIX = ".job.json"
 TOTALS_NAME = "totals.json"
 LOCK_NAME = ".lock"

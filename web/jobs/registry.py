@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import socket
 import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import IO
+
+from matcher.files import pid_alive, sweep_temporaries, temporary_path
 
 from .records import (
     ABANDONED_ERROR,
@@ -58,21 +59,6 @@ from .records import (
 from .runner import JobRunner
 
 log = logging.getLogger(__name__)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this host (a zombie counts as alive)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    except (OverflowError, OSError):
-        return False
-    return True
 
 
 def _job_of(name: str) -> str | None:
@@ -162,7 +148,8 @@ class JobRegistry(JobRunner):
             record = self._read(job_id)
             if record is None or record.status is not Status.DONE or record.downloaded:
                 return None
-            claim = self.folder / f".{job_id}.pairings.{secrets.token_hex(8)}.sending"
+            # A claim left by a crash right here is swept at the next start.
+            claim = temporary_path(self.output_path(job_id), ".part")
             try:
                 os.rename(self.output_path(job_id), claim)
             except FileNotFoundError:
@@ -219,6 +206,18 @@ class JobRegistry(JobRunner):
         self._retire()
         return deleted
 
+    def sweep_at_start(self) -> int:
+        """The sweep, plus what a killed process left half-written (records, downloads).
+
+        Called when a worker starts: a batch whose worker was killed is
+        written down as failed and its upload deleted at once, not at the
+        next planner request.
+
+        Returns:
+            How many files were deleted.
+        """
+        return sweep_temporaries(self.folder) + self.sweep()
+
     def sweep_if_due(self, every: float = 60.0) -> None:
         """Sweep at most once per ``every`` seconds (cheap to call on each request)."""
         now = time.time()
@@ -262,10 +261,7 @@ class JobRegistry(JobRunner):
             record.host,
         )
         deleted = 0
-        leftovers = [*self.folder.glob(f"{job_id}.upload.*"), self.output_path(job_id)]
-        leftovers.append(self.folder / f".{job_id}.pairings.csv.part")
-        leftovers.append(self.folder / f".{job_id}.store.jsonl.part")
-        for path in leftovers:
+        for path in [*self.job_files(job_id), self.run_lock_path(job_id)]:
             try:
                 path.unlink()
                 deleted += 1

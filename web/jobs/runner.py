@@ -18,6 +18,7 @@ from pathlib import Path
 
 from matcher.batch import BadRow, CsvPairingWriter, count_lines, match_rows, read_shoppers
 from matcher.errors import MatcherError
+from matcher.files import locked, open_private
 from matcher.matching import Matcher
 
 from .folder import JobFolder
@@ -161,14 +162,19 @@ class JobRunner(JobFolder):
         try:
             while not self.slot.acquire(timeout=self.heartbeat):
                 self._save(job, force=True)
+            run_lock = self.run_lock_path(job.id)
             try:
-                total = count_lines(job.input_path)
-                with job.lock:
-                    job.status = Status.RUNNING
-                    job.total_lines = total
-                self._save(job, force=True)
-                self._match(matcher, job)
+                # Held until the batch is stored or given up: a privacy deletion
+                # that stops the job waits for it (web.jobs.erasure).
+                with locked(run_lock):
+                    total = count_lines(job.input_path)
+                    with job.lock:
+                        job.status = Status.RUNNING
+                        job.total_lines = total
+                    self._save(job, force=True)
+                    self._match(matcher, job)
             finally:
+                run_lock.unlink(missing_ok=True)
                 self.slot.release()
         except JobAbandoned:
             job.output_path.unlink(missing_ok=True)
@@ -199,9 +205,12 @@ class JobRunner(JobFolder):
         )
         part, spool_path = job.part_path, job.spool_path
         try:
+            # Both name shoppers: private from the first byte.
             with (
-                open(part, "w", encoding="utf-8", newline="") as handle,
-                open(spool_path if job.store else os.devnull, "w", encoding="utf-8") as spool,
+                open_private(part, "w", encoding="utf-8", newline="") as handle,
+                open_private(spool_path, "w", encoding="utf-8")
+                if job.store
+                else open(os.devnull, "w", encoding="utf-8") as spool,
             ):
                 writer = CsvPairingWriter(handle, job.k)
                 for item in match_rows(matcher, rows, k=job.k):
@@ -225,6 +234,8 @@ class JobRunner(JobFolder):
                             job.lines_done = item.row.line
                     self._save(job)
                 writer.close()
+            # Stopped meanwhile (a privacy deletion, a sweep)? Then nothing is stored.
+            self._save(job, force=True)
             if job.store is not None:
                 self._store(job)
             os.replace(part, job.output_path)

@@ -95,7 +95,7 @@ def batches() -> BaseResponse | tuple[str, int]:
         return _batches_page(form, errors), 400
     registry = job_registry(current_app)
     job_id, input_path, output_path = registry.paths(Path(upload.filename).suffix)
-    upload.save(input_path)
+    registry.save_upload(input_path, upload)
     try:
         check_input(input_path, id_column=form["id_column"], text_column=form["text_column"])
     except BatchInputError as exc:
