@@ -43,7 +43,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -146,7 +145,7 @@ class LoginThrottle:
         self.database = database
         self.scope = scope
         self.policy = policy or ThrottlePolicy()
-        self._pruned_at = 0.0
+        self._pruned_at: datetime | None = None
 
     def _keys(self, account: str, address: str | None, device: str | None) -> _Keys:
         account_part = _account_key(account)
@@ -244,9 +243,21 @@ class LoginThrottle:
                     LoginFailureRow.key.in_(rows), LoginFailureRow.failed_at < cutoff
                 )
             )
-            if time.monotonic() - self._pruned_at > self.PRUNE_EVERY:
-                self._pruned_at = time.monotonic()
-                session.execute(delete(LoginFailureRow).where(LoginFailureRow.failed_at < cutoff))
+            if self._prune_due(now):
+                session.execute(
+                    delete(LoginFailureRow).where(
+                        LoginFailureRow.key.like(f"{self.scope}:%"),
+                        LoginFailureRow.failed_at < cutoff,
+                    )
+                )
+
+    def _prune_due(self, now: datetime) -> bool:
+        """Whether to sweep the whole scope now: once per :data:`PRUNE_EVERY`, not per failure."""
+        last = self._pruned_at
+        if last is not None and abs((now - last).total_seconds()) < self.PRUNE_EVERY:
+            return False
+        self._pruned_at = now
+        return True
 
     def succeeded(self, account: str, address: str | None, *, device: str | None = None) -> None:
         """Forget this client's failures (its address or device); the account's count stays."""

@@ -123,11 +123,13 @@ def known_device(user: str) -> str | None:
 
 
 def refused(wait: int) -> str:
+    """The message for a client that must wait ``wait`` seconds (and its ``Retry-After``)."""
     g.retry_after = wait
-    return gettext(
+    message: str = gettext(
         "Too many failed logins. Try again in %(minutes)d minutes.",
         minutes=max(1, -(-wait // 60)),
     )
+    return message
 
 
 @bp.route("/login", methods=["GET", "POST"])
