@@ -14,8 +14,9 @@ and the online counters work with.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -38,12 +39,35 @@ class Limits:
         return self.quota is None and self.min_share is None and self.max_share is None
 
 
+class HasLimits(Protocol):
+    """What a profile says about its capacity (``profiles.Profile`` has these fields)."""
+
+    id: str
+    quota: int | None
+    min_share: float | None
+    max_share: float | None
+
+
+def limits_of(profiles: Iterable[HasLimits]) -> dict[str, Limits]:
+    """The limits the profiles set, by celebrity id; profiles without any are left out."""
+    limits = {
+        p.id: Limits(quota=p.quota, min_share=p.min_share, max_share=p.max_share)
+        for p in profiles
+    }
+    return {celebrity: limit for celebrity, limit in limits.items() if not limit.unlimited}
+
+
 class InfeasibleLimits(InputError):
     """The quotas and shares cannot all be met; the message says which and why."""
 
 
-def check_limits(limits: Mapping[str, Limits]) -> None:
+def check_limits(limits: Mapping[str, Limits], *, complete: bool = True) -> None:
     """Refuse limits that contradict each other whatever the number of shoppers.
+
+    Args:
+        complete: ``limits`` covers every celebrity of the roster (a celebrity
+            left out is unlimited, so maximum shares can only fall short when
+            every celebrity has one).
 
     Raises:
         InfeasibleLimits: naming the celebrities concerned.
@@ -70,7 +94,7 @@ def check_limits(limits: Mapping[str, Limits]) -> None:
             f"the minimum shares add up to {sum(minimums.values()):.3g}, more than all "
             f"shoppers ({', '.join(f'{c} {s}' for c, s in sorted(minimums.items()))})"
         )
-    if limits and all(lim.max_share is not None for lim in limits.values()):
+    if limits and all(lim.max_share is not None for lim in limits.values()) and complete:
         total = sum(lim.max_share or 0.0 for lim in limits.values())
         if total < 1.0 - SHARE_TOLERANCE:
             problems.append(
@@ -109,7 +133,7 @@ def bounds_for(
             many shoppers (a min share above a quota), or the minimums add up
             to more shoppers than there are.
     """
-    check_limits({c: limits[c] for c in celebrities if c in limits})
+    check_limits({c: limits.get(c, Limits()) for c in celebrities})
     lower = np.zeros(len(celebrities), dtype=np.int64)
     upper = np.full(len(celebrities), shoppers, dtype=np.int64)
     problems: list[str] = []

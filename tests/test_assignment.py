@@ -123,3 +123,30 @@ def test_bounds_round_in_the_safe_direction_and_refuse_a_minimum_above_a_quota()
     assert result.lower.tolist() == [0, 3, 0]
     with pytest.raises(InfeasibleLimits, match="b: min_share 0.25 of 1,000 shoppers is 250"):
         bounds_for(["b"], {"b": Limits(quota=100, min_share=0.25)}, 1000)
+
+
+def test_a_roster_whose_limits_cannot_all_hold_is_refused(tmp_path) -> None:
+    from matcher.errors import ProfileError
+    from matcher.profiles import load_profiles
+
+    from .conftest import write_roster
+
+    write_roster(tmp_path)
+    for name, share in (("ocean", 0.6), ("library", 0.5)):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(path.read_text() + f"min_share: {share}\n")
+    with pytest.raises(ProfileError, match=r"minimum shares add up to 1\.1"):
+        load_profiles(tmp_path)
+
+
+def test_one_max_share_among_unlimited_faces_is_fine(tmp_path) -> None:
+    from matcher.capacity import limits_of
+    from matcher.profiles import load_profiles
+
+    from .conftest import write_roster
+
+    write_roster(tmp_path)
+    path = tmp_path / "ocean.yaml"
+    path.write_text(path.read_text() + "max_share: 0.3\nquota: 10\n")
+    roster = load_profiles(tmp_path)
+    assert limits_of(roster.profiles) == {"ocean": Limits(quota=10, max_share=0.3)}
