@@ -376,7 +376,7 @@ def test_a_bad_trusted_proxies_setting_stops_the_start(
 
 
 def session_cookie(client: FlaskClient) -> str:
-    cookie = client.get_cookie("session")
+    cookie = client.get_cookie("session", path="/planner")
     assert cookie is not None
     return cookie.value
 
@@ -387,7 +387,7 @@ def test_logout_revokes_the_session_for_a_replayed_cookie(app: Flask) -> None:
     stolen = session_cookie(client)
     assert client.post("/planner/logout", data={"token": page_token(client)}).status_code == 303
     replay = app.test_client()
-    replay.set_cookie("session", stolen)
+    replay.set_cookie("session", stolen, path="/planner")
     response = replay.get("/planner/")
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/planner/login")
@@ -422,7 +422,7 @@ def test_a_new_password_revokes_every_session_for_good(
     back = make_app(tmp_path, fake_matcher, database_url)  # the old password again
     for cookie in cookies:
         client = back.test_client()
-        client.set_cookie("session", cookie)
+        client.set_cookie("session", cookie, path="/planner")
         assert client.get("/planner/").status_code == 302
 
 
@@ -487,6 +487,7 @@ def test_cookies_are_secure_over_https(
         assert "HttpOnly" in header, header
     (session_header,) = cookie_headers(response, "session")
     assert "SameSite=Lax" in session_header
+    assert "Path=/planner" in session_header, "the public pages and the API never get it"
     (device_header,) = cookie_headers(response, DEVICE_COOKIE)
     assert "Path=/planner" in device_header and "SameSite=Strict" in device_header
 

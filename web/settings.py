@@ -41,6 +41,8 @@ def defaults() -> dict[str, Any]:
         "BABEL_DEFAULT_LOCALE": "en",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
+        # Only the planner area has sessions: the public pages and the API never get the cookie.
+        "SESSION_COOKIE_PATH": "/planner",
         # Secure whenever the request came over HTTPS (web/security.py); "1" for always.
         "SESSION_COOKIE_SECURE": env.get("MATCHER_SECURE_COOKIES", "").lower()
         in ("1", "true", "yes", "on"),
