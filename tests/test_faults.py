@@ -44,7 +44,7 @@ from .test_serve import free_port
 
 #: Kill points per test: at least 20 for the server on SQLite, as the issue asks;
 #: PostgreSQL keeps its own durability, so fewer there keep the suite's time down.
-SERVER_KILLS = {"sqlite": 20, "postgresql": 10}
+SERVER_KILLS = {"sqlite": 20, "postgresql": 6}
 CLI_KILLS = 10
 SEED = int(os.environ.get("MATCHER_FAULT_SEED", "13"))
 TEXTS = [

@@ -477,3 +477,5 @@ def test_cli_delete_with_a_text_erases_a_try_box_correction(
     assert result.exit_code == 0, result.output
     assert "corrections: removed 1" in result.output
     assert mine.encode() not in (roster_dir / "corrections.jsonl").read_bytes()
+    result = runner.invoke(cli, ["privacy", "scrub"])
+    assert (result.exit_code, result.output) == (0, "write-ahead log checkpointed and emptied\n")

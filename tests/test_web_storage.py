@@ -71,7 +71,8 @@ def pairings(db: Database) -> list[PairingRow]:
 @pytest.fixture
 def spring(db: Database, tmp_path: Path) -> str:
     """A second campaign on its own (tiny) roster that keeps no shopper text."""
-    roster = write_roster(tmp_path / "spring-profiles")
+    # Inside the rosters root (the instance's rosters/ folder), where campaign rosters must be.
+    roster = write_roster(tmp_path / "instance" / "rosters" / "spring")
     create_campaign(
         db,
         CampaignSettings(

@@ -260,8 +260,9 @@ class JobRegistry(JobRunner):
             record.pid,
             record.host,
         )
+        self.run_lock_path(job_id).unlink(missing_ok=True)  # holds nothing; not counted
         deleted = 0
-        for path in [*self.job_files(job_id), self.run_lock_path(job_id)]:
+        for path in self.job_files(job_id):
             try:
                 path.unlink()
                 deleted += 1
