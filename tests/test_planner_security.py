@@ -2,7 +2,7 @@
 
 The throttle's counts live in the database, so these tests run on SQLite and
 PostgreSQL (``database_url``), with two apps (two workers) or a second Python
-process on one database. Time is moved by rewriting the stored failure and
+process on one database, and once against ``matcher serve`` with two workers. Time is moved by rewriting the stored failure and
 session times, never by sleeping. The fake matcher stands in for the model:
 nothing here depends on a ranking.
 """
@@ -11,9 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import http.client
+import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.parse
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -506,3 +513,102 @@ def test_a_device_cookie_of_other_credentials_is_not_believed(
     for _ in range(5):
         login(client, ATTACKER, password="guess")
     assert login(client, ATTACKER, password="rotated").status_code == 429
+
+
+# -- a real server ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """``matcher serve --workers 2`` behind one (pretended) proxy: every request on a new connection."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def send(
+        self, method: str, path: str, form: dict[str, str] | None = None, **headers: str
+    ) -> tuple[int, list[str], str]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        body = None
+        if form is not None:
+            body = urllib.parse.urlencode(form)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            text = response.read().decode("utf-8")
+            cookies = [
+                v.split(";")[0] for k, v in response.getheaders() if k.lower() == "set-cookie"
+            ]
+            return response.status, cookies, text
+        finally:
+            connection.close()
+
+    def login(self, address: str, password: str) -> tuple[int, list[str], str]:
+        _, _, page = self.send("GET", "/planner/login")
+        found = re.search(r'name="token" value="([^"]+)"', page)
+        assert found
+        form = {"token": found.group(1), "user": "planner", "password": password}
+        return self.send("POST", "/planner/login", form, **{"X-Forwarded-For": address})
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Any:
+    port = free_port()
+    env = {
+        **os.environ,
+        "MATCHER_INSTANCE_DIR": str(tmp_path / "instance"),
+        "MATCHER_PLANNER_PASSWORD": PASSWORD,
+        "MATCHER_TRUSTED_PROXIES": "1",
+    }
+    command = [
+        sys.executable, "-c", "from matcher.cli import main; main()", "serve",
+        "--profiles", str(REPO / "profiles"), "--index-dir", str(tmp_path / "index"),
+        "--model", "use-multilingual-v3:int8", "--port", str(port), "--workers", "2",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5):
+                    break
+            except OSError:
+                assert process.poll() is None, "the server stopped"
+                assert time.monotonic() < deadline, "the server did not start in 3 minutes"
+                time.sleep(0.5)
+        yield Server(port)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def test_two_server_workers_share_the_count_and_the_logout(server: Server) -> None:
+    addresses = [f"192.0.2.{n}" for n in range(1, 21)]
+    first = [server.login(address, "guess")[0] for address in addresses]
+    assert first == [403] * 20
+    # Twenty failures of the account in all, whichever worker took each: it is under
+    # attack, so every address that failed now waits a minute. Counted per worker,
+    # neither would have seen twenty.
+    again = [server.login(address, "guess")[0] for address in addresses]
+    assert again == [429] * 20
+    status, cookies, _ = server.login(PLANNER, PASSWORD)
+    assert status == 303, "the planner, from an address that has not failed"
+    jar = "; ".join(cookies)
+    assert [server.send("GET", "/planner/", Cookie=jar)[0] for _ in range(6)] == [200] * 6
+    page = server.send("GET", "/planner/login", Cookie=jar)[2]
+    found = re.search(r'name="token" value="([^"]+)"', page)
+    assert found
+    assert server.send("POST", "/planner/logout", {"token": found.group(1)}, Cookie=jar)[0] == 303
+    assert [server.send("GET", "/planner/", Cookie=jar)[0] for _ in range(6)] == [302] * 6
