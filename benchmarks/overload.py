@@ -57,12 +57,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve_command(stack: str, port: int, model: str, workers: int, folder: Path) -> list[str]:
+def serve_command(
+    stack: str, port: int, model: str, workers: int, folder: Path, extra: list[str]
+) -> list[str]:
     if stack == "front":
         return [
             sys.executable, "-c", "from matcher.cli import main; main()", "serve",
             "--profiles", str(SAMPLE_PROFILES), "--index-dir", str(folder / "index"),
-            "--port", str(port), "--workers", str(workers), "--model", model,
+            "--port", str(port), "--workers", str(workers), "--model", model, *extra,
         ]  # fmt: skip
     return [
         sys.executable, str(Path(__file__).resolve()), "serve-old", stack,
@@ -73,9 +75,16 @@ def serve_command(stack: str, port: int, model: str, workers: int, folder: Path)
 
 @contextmanager
 def running_server(
-    stack: str, model: str, workers: int = 2, *, startup_limit: float = 240.0
+    stack: str,
+    model: str,
+    workers: int = 2,
+    *,
+    extra: list[str] | None = None,
+    startup_limit: float = 240.0,
 ) -> Iterator[tuple[int, subprocess.Popen[bytes], Path]]:
-    """A server of ``stack`` on a free port, up (every worker's health answered), then stopped.
+    """A server of ``stack`` on a free port, up (every worker's model loaded), then stopped.
+
+    ``extra`` options go to ``matcher serve`` (the ``front`` stack).
 
     Yields the port, the process and the folder holding its log (``server.log``).
     """
@@ -86,7 +95,7 @@ def running_server(
         env.pop("MATCHER_PLANNER_PASSWORD", None)  # its warning marks a worker as loaded
         with open(folder / "server.log", "wb") as log:
             server = subprocess.Popen(
-                serve_command(stack, port, model, workers, folder),
+                serve_command(stack, port, model, workers, folder, extra or []),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

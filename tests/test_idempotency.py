@@ -130,7 +130,9 @@ def test_the_longest_key_fits_even_for_the_last_item_of_a_full_batch(
 ) -> None:
     key = "k" * 64
     items = [{"text": f"{TEXT} {n}"} for n in range(100)]
-    response = client.post("/api/v1/match/batch", json={"items": items}, headers={"Idempotency-Key": key})
+    response = client.post(
+        "/api/v1/match/batch", json={"items": items}, headers={"Idempotency-Key": key}
+    )
     assert response.status_code == 200
     stored = {row.request_key for row in rows(db)}
     assert stored and all(k is not None and k.startswith(f"{key}#") for k in stored)

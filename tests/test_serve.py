@@ -1,4 +1,8 @@
-"""``matcher serve``: real gunicorn workers, models loaded after the fork, thread budgets."""
+"""``matcher serve``: real gunicorn workers, models loaded after the fork, thread budgets.
+
+Slow clients and overload against the same stack: tests/test_slow_clients.py
+and tests/test_overload.py.
+"""
 
 from __future__ import annotations
 
@@ -91,7 +95,7 @@ def test_serve_answers_with_gunicorn_workers(tmp_path: Path) -> None:
     command = [
         sys.executable, "-c", "from matcher.cli import main; main()", "serve",
         "--profiles", str(SAMPLE_PROFILES), "--index-dir", str(tmp_path / "index"),
-        "--port", str(port), "--workers", "2",
+        "--port", str(port), "--workers", "2", "--queue", "5", "--queue-wait", "1.5",
     ]  # fmt: skip
     server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -113,8 +117,25 @@ def test_serve_answers_with_gunicorn_workers(tmp_path: Path) -> None:
         with urllib.request.urlopen(request, timeout=60) as response:
             body = json.loads(response.read())
         assert body["matches"][0]["celebrity_id"] == "zhao-feng"
+        # Through the front, a retry with the same key gets the first pairing back.
+        answers = []
+        for _ in range(2):
+            keyed = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/v1/match",
+                data=json.dumps({"text": "a quiet tea house and a novel"}).encode(),
+                headers={"Content-Type": "application/json", "Idempotency-Key": "serve-1"},
+            )
+            with urllib.request.urlopen(keyed, timeout=60) as response:
+                answers.append(
+                    (response.headers.get("Idempotent-Replayed"), json.loads(response.read()))
+                )
+        assert [replayed for replayed, _ in answers] == [None, "true"]
+        assert answers[0][1]["shopper_ref"] == answers[1][1]["shopper_ref"]
     finally:
         server.send_signal(signal.SIGTERM)
         output = server.communicate(timeout=30)[0].decode()
-    assert f"2 worker(s) x {thread_budget(2)} thread(s)" in output
+    assert f"2 worker(s) x {thread_budget(2)} thread(s), 5 waiting at most 1.5 s each" in output
+    # Each worker loads the app (and its model) itself, after the fork.
+    assert "Using worker: web.serving_worker.ServingWorker" in output
+    assert output.count("ASGI server listening") == 2
     assert "weekend treks" not in output  # the access log never holds shopper text

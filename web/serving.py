@@ -40,7 +40,11 @@ from tempfile import SpooledTemporaryFile
 from typing import IO, Any
 from urllib.parse import unquote_to_bytes
 
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
+
 from .admission import Admission, AdmissionLimits
+from .errors import error_body
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +124,7 @@ class Front:
             await quick_answer(scope, send, refused.status, refused.code, refused.message)
             return
         except ClientGone:
+            await hung_up(send)
             return
         with body:
             if scope["path"] in HEALTH_PATHS:
@@ -144,7 +149,8 @@ class Front:
                 return
             try:
                 if gone.is_set():
-                    return  # nobody is waiting for the answer: do no work
+                    await hung_up(send)  # nobody is waiting for the answer: do no work
+                    return
                 await self.call_app(self.pool, scope, body, send, gone)
             finally:
                 self.admission.leave()
@@ -312,12 +318,20 @@ def run_wsgi(app: WsgiApp, environ: dict[str, Any], send: Send, loop: Any) -> No
             close()
 
 
+async def hung_up(send: Send) -> None:
+    """Close the exchange of a client that left; logged as 499 (the client closed the request).
+
+    Left unanswered, gunicorn would log a 500 for it, which is nobody's fault here.
+    """
+    await send(
+        {"type": "http.response.start", "status": 499, "headers": [(b"content-length", b"0")]}
+    )
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 def _wants_json(scope: Scope) -> bool:
     if str(scope.get("path", "")).startswith("/api/"):
         return True
-    from werkzeug.datastructures import MIMEAccept
-    from werkzeug.http import parse_accept_header
-
     for name, value in scope.get("headers", ()):
         if name == b"accept":
             return parse_accept_header(value.decode("latin-1"), MIMEAccept).best == (
@@ -350,8 +364,6 @@ async def quick_answer(
     extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Answer from the event loop, without the app: the API's error shape, or a small page."""
-    from .errors import error_body
-
     if _wants_json(scope):
         payload = json.dumps(error_body(status, code, message)).encode("utf-8")
         kind = b"application/json"
