@@ -1,8 +1,10 @@
 """A small HTTP load generator: N client threads POSTing JSON on loopback.
 
 Each client sends one request at a time and waits for the answer (closed
-loop), reconnecting when the server closes the connection, as gunicorn's sync
-workers do after every answer. It runs on the same two cores as the server,
+loop), reconnecting when the server closes the connection (gunicorn's sync
+workers did after every answer; ``matcher serve`` keeps it open). A 503 is
+the server shedding load (``web/admission.py``), counted apart from errors;
+``benchmarks/overload.py`` measures past capacity. It runs on the same two cores as the server,
 so it is kept cheap: ``http.client``, no framework, a body per request built
 from a pre-made list of texts. The CPU time it used is reported beside the
 figures.
@@ -26,6 +28,8 @@ class LoadResult:
     seconds: float
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
+    #: 503 answers in the window: requests the server shed because its queue was full.
+    shed: int = 0
     client_cpu: float = 0.0
     #: Every 200 answer, warm-up included (what the server did, not what was timed).
     answered: int = 0
@@ -79,6 +83,7 @@ def run_load(
         connection = None
         own: list[float] = []
         errors = 0
+        shed = 0
         answered = 0
         position = number
         while True:
@@ -93,6 +98,8 @@ def run_load(
             if sent >= begin and done <= end:
                 if status == 200:
                     own.append(done - sent)
+                elif status == 503:
+                    shed += 1
                 else:
                     errors += 1
         if connection is not None:
@@ -100,6 +107,7 @@ def run_load(
         with lock:
             result.latencies += own
             result.errors += errors
+            result.shed += shed
             result.answered += answered
 
     cpu = time.process_time()

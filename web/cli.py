@@ -5,6 +5,12 @@ the fork (torch in a process forked after loading can hang), and thread pools
 sized so that workers do not fight over the cores: each worker's ONNX Runtime,
 torch, BLAS and FAISS get ``cores // workers`` threads: workers x threads
 above the cores made every request wait for a core (docs/performance.md).
+
+Each worker reads its connections in an event loop and admits requests to
+the app through a bounded queue, shedding the rest with a fast 503
+(``web/serving.py``, ``web/serving_worker.py``, ``web/admission.py``): a
+slow or silent client costs no thread, and a crowd cannot make every answer
+late (docs/performance.md, "Serving: slow clients and overload").
 """
 
 from __future__ import annotations
@@ -172,8 +178,11 @@ def GunicornServer(  # noqa: N802
                 "logger_class": "web.serving_worker.SafeLogger",
                 "asgi_lifespan": "off",
                 "preload_app": False,  # load torch after the fork, never before
-                # The worker's heartbeat: its event loop never waits on the app.
-                "timeout": 60,
+                # The worker's heartbeat. Loading the model (and, at a first
+                # start, embedding the roster) counts against it, on a busy
+                # machine for over a minute; once serving, the event loop
+                # never waits on the app, so a long limit costs nothing.
+                "timeout": 300,
                 "graceful_timeout": 10,
                 "keepalive": 5,
                 # Open connections per worker; past this a new one is closed at once.
