@@ -149,6 +149,25 @@ def test_the_health_check_is_answered_while_the_queue_is_full() -> None:
     assert busy.status == 200
 
 
+def test_static_files_skip_the_queue_but_a_post_there_does_not() -> None:
+    calls: list[str] = []
+    app = front(calls, queued=0)
+    busy = Exchange("/api/v1/match", work=0.4)
+    style = Exchange("/static/matcher.css")
+    style.scope["method"] = "GET"
+    posted = Exchange("/static/matcher.css")
+
+    async def scenario() -> None:
+        task = asyncio.create_task(app(busy.scope, busy.receive, busy.send))
+        await asyncio.sleep(0.05)
+        await app(style.scope, style.receive, style.send)
+        await app(posted.scope, posted.receive, posted.send)
+        await task
+
+    asyncio.run(scenario())
+    assert [busy.status, style.status, posted.status] == [200, 200, 503]
+
+
 def test_a_client_that_hung_up_while_queued_costs_no_work() -> None:
     calls: list[str] = []
     app = front(calls, queued=2, wait=2.0)

@@ -12,8 +12,8 @@ kilobytes and no thread. This ASGI application, in front of the Flask app:
 1. reads the whole body in the loop, within ``body_timeout`` seconds and
    ``max_body`` bytes (408 and 413 otherwise), so the app never waits on a
    client;
-2. answers the health check at once, outside the queue, so it stays
-   answerable under any load;
+2. answers the health check and static files at once, outside the queue,
+   so they stay answerable under any load;
 3. admits every other request through :class:`~web.admission.Admission`: a
    bounded, time-limited queue, with a fast 503 and ``Retry-After`` when
    full (the API's JSON error shape under ``/api``, a small page otherwise);
@@ -54,8 +54,11 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
-#: Answered outside the admission queue, so a load balancer sees a live worker.
+#: Answered outside the admission queue, on a thread of their own: the health
+#: check (a load balancer sees a busy worker as alive) and the static files
+#: (a page that was served gets its stylesheet, whatever the queue).
 HEALTH_PATHS = frozenset({"/healthz"})
+STATIC_PREFIX = "/static/"
 #: The environ key holding a callable that says whether the client hung up.
 CLIENT_GONE = "matcher.client_gone"
 #: Bodies up to this size stay in memory; larger ones go to an unnamed temporary file.
@@ -127,7 +130,7 @@ class Front:
             await hung_up(send)
             return
         with body:
-            if scope["path"] in HEALTH_PATHS:
+            if _light(scope):
                 await self.call_app(self.health_pool, scope, body, send, asyncio.Event())
                 return
             await self.admit(scope, receive, send, body)
@@ -173,6 +176,13 @@ class Front:
             return
         environ[CLIENT_GONE] = gone.is_set
         await loop.run_in_executor(pool, run_wsgi, self.app, environ, send, loop)
+
+
+def _light(scope: Scope) -> bool:
+    path = str(scope.get("path", ""))
+    if path in HEALTH_PATHS:
+        return True
+    return path.startswith(STATIC_PREFIX) and scope.get("method") in ("GET", "HEAD")
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> IO[bytes]:
