@@ -471,6 +471,14 @@ def test_a_form_token_dies_with_its_session(app: Flask) -> None:
     assert client.post("/planner/logout", data={"token": form_token_of(app)}).status_code == 403
 
 
+def test_the_login_form_refuses_a_public_pages_token(app: Flask) -> None:
+    client = app.test_client()
+    data = {"token": form_token_of(app), "user": "planner", "password": PASSWORD}
+    response = client.post("/planner/login", data=data)
+    assert response.status_code == 403
+    assert client.get("/planner/").status_code == 302
+
+
 def form_token_of(app: Flask) -> str:
     with app.test_request_context():
         return form_token()

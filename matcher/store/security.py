@@ -14,9 +14,12 @@ it against the planner:
 - Failures are also counted per *account* across all addresses. Past the
   account's budget the account is *under attack*, and then any address that
   has failed against it at all waits (a minute, doubling), so a guesser spread
-  over many addresses gets a few guesses per address, not a few per
-  address *and* worker, while an address that has not failed (the planner's)
-  is never refused.
+  over many addresses gets about six guesses per address in the first hour
+  and one an hour after that, while an address that has not failed (the
+  planner's) is never refused. (One address alone gets 16 in its first hour.
+  ``benchmarks/login_guessing.py`` prints these figures.) No budget can stop
+  a guesser with ever new addresses without also refusing the planner at a
+  new one; that part is the reverse proxy's (rate limits) and the password's.
 - A client that once logged in carries a device id (the web layer's signed
   cookie); its failures count against that device instead of its address, so a
   guesser sharing the planner's address (an office NAT, or a reverse proxy

@@ -64,6 +64,10 @@ bp = Blueprint("planner", __name__, url_prefix="/planner")
 HASH_PREFIXES = ("scrypt:", "pbkdf2:")
 #: A top-1 lead smaller than this is flagged as a close call in the try box.
 CLOSE_CALL = 0.02
+#: Limits on the quick picks a planner may set, so the shopper form stays usable.
+MAX_PICKS = 20
+MAX_PICK_CHARS = 40
+MAX_COLUMN_CHARS = 100
 
 JOBS_KEY = "matcher.planner_jobs"
 #: The login form's token is signed under a salt of its own: a public form's token is refused.
@@ -73,8 +77,8 @@ LOGIN_SALT = "matcher.planner-login"
 def credentials_stamp(app: Flask) -> str:
     """A keyed digest of the configured credentials, so changing them ends every session.
 
-    Keyed with the secret key: the cookie is signed, not encrypted, and must
-    not carry anything that helps guess the password.
+    Keyed with the secret key: the sessions table and the device cookie hold
+    it, and neither may carry anything that helps guess the password.
     """
     secret = str(app.secret_key or "").encode("utf-8")
     account = f"{app.config['MATCHER_PLANNER_USER']}\0{app.config['MATCHER_PLANNER_PASSWORD']}"
@@ -82,8 +86,11 @@ def credentials_stamp(app: Flask) -> str:
 
 
 def account_key(app: Flask) -> str:
-    """The configured account as the sessions table knows it: the user and a digest of the
-    credentials, so sessions opened under other credentials no longer match."""
+    """The configured account as the sessions table knows it.
+
+    The user name and a digest of the credentials: a session opened under
+    other credentials (before a password change) no longer matches.
+    """
     return f"{str(app.config['MATCHER_PLANNER_USER'])[:100]}#{credentials_stamp(app)}"
 
 
