@@ -206,9 +206,9 @@ class Database:
                 connection.exec_driver_sql(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         return not busy
 
-    def _finish_scrub(self) -> bool:
-        """Try an owed scrub once, without waiting: whether none is owed any more."""
-        if not self._checkpoint(0):
+    def _finish_scrub(self, wait_ms: int = 0) -> bool:
+        """Try an owed scrub once (by default without waiting): whether none is owed any more."""
+        if not self._checkpoint(wait_ms):
             return False
         self._scrub_marker.unlink(missing_ok=True)
         log.info("the owed scrub of %s is done", self.describe())
@@ -220,7 +220,7 @@ class Database:
             while time.monotonic() < deadline and self._scrub_marker.exists():
                 time.sleep(0.5)
                 try:
-                    if self._finish_scrub():
+                    if self._finish_scrub(SCRUB_WAIT_MS):
                         return
                 except Exception as exc:  # a disposed engine, a removed file
                     log.warning("retrying the scrub stopped: %s", type(exc).__name__)
