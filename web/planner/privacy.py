@@ -1,32 +1,46 @@
 """Shoppers' privacy requests: export what is held on a reference, delete it, purge.
 
-Shopper references travel in POST bodies, not in URLs.
+Shopper references travel in POST bodies, not in URLs. Delete and purge
+reach every copy (:func:`matcher.store.privacy.instance_copies`): the
+database, the corrections in the campaigns' roster folders and this
+instance's batch files.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 from flask import (
     Response,
+    current_app,
     render_template,
     request,
 )
 from flask_babel import gettext
 
 from matcher.store import (
+    get_campaign,
     list_campaigns,
 )
-from matcher.store.privacy import delete_shopper, export_shopper, purge_expired
+from matcher.store.privacy import (
+    Copies,
+    delete_shopper,
+    export_shopper,
+    instance_copies,
+    purge_expired,
+)
 
 from ..campaigns import (
     database,
 )
 from ..errors import ApiError
+from ..jobs import BatchCopies
 from ..security import check_form_post
-from .base import bp
+from .base import bp, job_registry
+from .roster import roster_folder
 
 # -- privacy requests -------------------------------------------------------------------
 
@@ -38,6 +52,20 @@ def _privacy_page(status: int = 200, **context: Any) -> tuple[str, int]:
     context.setdefault("ref", "")
     context.setdefault("errors", {})
     return render_template("planner/privacy.html", **context), status
+
+
+def _roster_folder(slug: str, _folder: str) -> Path:
+    """Where a campaign's corrections are: where the try box writes them."""
+    return Path(roster_folder(get_campaign(database(), slug)))
+
+
+def _copies() -> list[Copies]:
+    """Every place besides the database, the batch files with this server's time to live."""
+    registry = job_registry(current_app)
+    return [
+        BatchCopies(registry) if isinstance(copy, BatchCopies) else copy
+        for copy in instance_copies(database(), current_app.instance_path, resolve=_roster_folder)
+    ]
 
 
 def _held(ref: str) -> dict[str, Any]:
@@ -61,7 +89,7 @@ def privacy() -> Response | tuple[str, int]:
     action = request.form.get("action", "")
     if action in ("purge", "dry-run"):
         dry_run = action == "dry-run"
-        purged = purge_expired(database(), dry_run=dry_run)
+        purged = purge_expired(database(), dry_run=dry_run, copies=_copies())
         names = {c.slug: c.name for c in list_campaigns(database())}
         return _privacy_page(purged=purged, dry_run=dry_run, campaign_names=names)
     if action not in ("export", "delete", "confirm-delete"):
@@ -74,7 +102,7 @@ def privacy() -> Response | tuple[str, int]:
         )
         return _privacy_page(400, ref=ref[: MAX_REF_CHARS + 50], errors={"ref": problem})
     if action == "confirm-delete":
-        deleted = delete_shopper(database(), ref)
+        deleted = delete_shopper(database(), ref, copies=_copies())
         return _privacy_page(deleted=deleted, deleted_ref=ref)
     held = _held(ref)
     if not held["pairings"]:
