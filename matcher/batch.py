@@ -20,12 +20,12 @@ from typing import IO, Any, Protocol
 
 from .confidence import CONFIDENT, Assessment
 from .errors import BatchInputError, InputError
+from .limits import DEFAULT_BATCH_SIZE, MAX_TEXT_CHARS
 from .matching import DEFAULT_TOP_K, Match, Matcher
-from .text import MAX_TEXT_CHARS, validate_text
+from .text import validate_text
 
 #: Cells starting with these are run as formulas by spreadsheet programs.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-DEFAULT_BATCH_SIZE = 64
 #: Bad rows kept in memory for the summary; the rest are only counted (and
 #: all are written to the rejects file by the CLI).
 MAX_KEPT_BAD_ROWS = 1000
@@ -232,20 +232,34 @@ def _jsonl_rows(
             yield BadRow(line_number, None, "not valid UTF-8")
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, parse_constant=_reject_constant)
         except json.JSONDecodeError as exc:
             yield BadRow(line_number, None, f"not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        except RecursionError:
+            yield BadRow(line_number, None, "not valid JSON (nested too deeply)")
+            continue
+        except ValueError:
+            # A number past Python's digit limit, or NaN/Infinity (not JSON).
+            yield BadRow(line_number, None, "not valid JSON (a number that cannot be read)")
             continue
         if not isinstance(record, dict):
             yield BadRow(line_number, None, "not a JSON object")
             continue
         raw_id = record.get(id_column)
+        if isinstance(raw_id, bool) or not isinstance(raw_id, str | int | float | None):
+            yield BadRow(line_number, None, f"{id_column!r} is not a string or a number")
+            continue
         shopper_id = "" if raw_id is None else str(raw_id).strip()
         text = record.get(text_column)
         if text is not None and not isinstance(text, str):
             yield BadRow(line_number, shopper_id or None, f"{text_column!r} is not a string")
             continue
         yield _checked(line_number, shopper_id, text or "", max_chars)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _checked(line: int, shopper_id: str, text: str, max_chars: int) -> ShopperRow | BadRow:
@@ -310,8 +324,13 @@ class PairingWriter(Protocol):
 
 
 def escape_cell(value: str) -> str:
-    """Neutralise spreadsheet formula injection: prefix formula-looking cells with ``'``."""
-    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+    """Neutralise spreadsheet formula injection: prefix formula-looking cells with ``'``.
+
+    Spreadsheets skip leading spaces before a formula (`` =1`` is still run), so
+    the check looks past any whitespace.
+    """
+    formula = value.startswith(FORMULA_PREFIXES) or value.lstrip().startswith(FORMULA_PREFIXES)
+    return "'" + value if formula else value
 
 
 class CsvPairingWriter:

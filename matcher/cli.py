@@ -26,8 +26,8 @@ from .encoders import (
     DEFAULT_MODEL,
 )
 from .errors import MatcherError, ProfileError
+from .limits import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_TEXT_CHARS
 from .matching import DEFAULT_TOP_K, MODELS_DIR, Match, Matcher, default_index_dir
-from .text import MAX_TEXT_CHARS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,6 +69,11 @@ class MatcherGroup(click.Group):
             raise click.exceptions.Exit(1) from exc
         except MatcherError as exc:
             raise click.ClickException(str(exc)) from exc
+        except OSError as exc:
+            # A file the user named cannot be read or written (full disk, no
+            # permission): their setting to fix, not a bug to trace.
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from exc
 
 
 def roster_options(func: F) -> F:
@@ -316,10 +321,10 @@ def feedback_list(profiles_dir: Path, as_json: bool) -> None:
 )
 @click.option(
     "--batch-size",
-    type=click.IntRange(min=1),
-    default=64,
+    type=click.IntRange(min=1, max=MAX_BATCH_SIZE),
+    default=DEFAULT_BATCH_SIZE,
     show_default=True,
-    help="Texts embedded together; larger is faster up to memory limits.",
+    help=f"Texts embedded together (at most {MAX_BATCH_SIZE}); larger is faster, up to memory.",
 )
 @click.option(
     "-o",

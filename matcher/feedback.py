@@ -76,13 +76,22 @@ def load_corrections(
             record = json.loads(line)
             if not isinstance(record, dict):
                 raise ValueError("not a JSON object")
+        except RecursionError:
+            problems.append(
+                Problem(CORRECTIONS_FILE, "", "not valid JSON (nested too deeply)", number)
+            )
+            continue
         except ValueError as exc:
+            # json's messages name a position, never the line's content.
             problems.append(Problem(CORRECTIONS_FILE, "", f"not valid JSON ({exc})", number))
             continue
         right = record.get("right")
-        if right not in known:
+        if not isinstance(right, str) or right not in known:
+            # Not quoted: an error message never repeats what a roster file holds.
             problems.append(
-                Problem(CORRECTIONS_FILE, "right", f"unknown celebrity id {right!r}", number)
+                Problem(
+                    CORRECTIONS_FILE, "right", "is not the id of a profile in this folder", number
+                )
             )
             continue
         try:

@@ -79,7 +79,7 @@ def test_every_problem_across_files_is_reported_at_once(tmp_path: Path) -> None:
     with pytest.raises(ProfileError) as caught:
         load_profiles(folder)
     found = [str(p) for p in caught.value.problems]
-    assert any(p.startswith("b.yaml:1: id: duplicate id 'ocean' (also in a.yaml)") for p in found)
+    assert any(p.startswith("b.yaml:1: id: the same id as a.yaml") for p in found)
     assert any(p.startswith("c.yaml: tagline: is required") for p in found)
     assert any(p.startswith("d.yaml:10: extra: is not a known field") for p in found)
     assert len(found) == 3
@@ -121,3 +121,40 @@ def test_content_hash_changes_only_with_embedded_content(roster_dir: Path) -> No
     edited = ocean.model_copy(update={"facets": {**ocean.facets, "scent": "pine needles"}})
     assert renamed.content_hash() == ocean.content_hash()
     assert edited.content_hash() != ocean.content_hash()
+
+
+#: What a file that is not a profile might hold; none of it may reach a message.
+PLANTED_SECRET = "hunter2-PLANTED-9f3a"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(f"password: {PLANTED_SECRET}\napi_key: {PLANTED_SECRET}\n", id="settings-file"),
+        pytest.param(f"id: [{PLANTED_SECRET}]\nname: {{a: {PLANTED_SECRET}}}\n", id="wrong-types"),
+        pytest.param(GOOD + f"{PLANTED_SECRET * 4}: 1\n", id="long-key"),
+        pytest.param(f"id: \"{PLANTED_SECRET}\n  x: '{PLANTED_SECRET}\n", id="broken-yaml"),
+        pytest.param(GOOD.replace("id: ocean", f"id: {PLANTED_SECRET}"), id="bad-id-pattern"),
+        pytest.param(GOOD + f"facets_zh:\n  nosuch: {PLANTED_SECRET}\n", id="unknown-facet"),
+    ],
+)  # fmt: skip
+def test_problems_never_repeat_a_files_values(body: str) -> None:
+    problems = problems_for(body)
+    assert problems
+    assert not any(PLANTED_SECRET.lower() in p.lower() for p in problems), problems
+
+
+def test_corrections_problems_never_repeat_the_line(roster_dir: Path) -> None:
+    (roster_dir / "corrections.jsonl").write_text(
+        f'{{"right": "{PLANTED_SECRET}", "text": "tea"}}\n'
+        f'{{"right": ["{PLANTED_SECRET}"], "text": "tea"}}\n'
+        + "[" * 100_000 + "\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ProfileError) as caught:
+        load_profiles(roster_dir)
+    found = [str(p) for p in caught.value.problems]
+    assert [p.split(": ")[0] for p in found] == [
+        "corrections.jsonl:1", "corrections.jsonl:2", "corrections.jsonl:3"
+    ]
+    assert not any(PLANTED_SECRET in p for p in found), found

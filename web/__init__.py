@@ -63,7 +63,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, matcher: Matcher | No
         update_campaign,
     )
 
-    from .campaigns import DB_KEY, campaign_settings, current_campaign
+    from .campaigns import DB_KEY, request_settings
 
     database = Database(
         app.config["MATCHER_DATABASE_URL"] or default_database_url(app.instance_path)
@@ -76,11 +76,8 @@ def create_app(config: Mapping[str, Any] | None = None, *, matcher: Matcher | No
         update_campaign(database, default.slug, {"profiles_dir": profiles})
     app.extensions[DB_KEY] = database
 
-    def current_settings() -> dict[str, Any]:
-        """The request's campaign's embed origins and quick picks."""
-        return campaign_settings(current_campaign())
-
-    app.extensions["matcher.settings"] = current_settings
+    # The request's campaign's embed origins and quick picks.
+    app.extensions["matcher.settings"] = request_settings
 
     # Watch the roster folder only for a matcher built from it here; a matcher
     # handed in (tests, embedding apps) is the caller's to manage.

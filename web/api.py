@@ -24,6 +24,7 @@ from flask_babel import force_locale
 from matcher.batch import escape_cell
 from matcher.confidence import Assessment
 from matcher.errors import InputError
+from matcher.limits import MAX_REF_CHARS
 from matcher.matching import DEFAULT_TOP_K
 from matcher.store import DEFAULT_SLUG, NewPairing, PairingFilter
 from matcher.store.campaigns import SLUG_PATTERN
@@ -34,13 +35,13 @@ from matcher.store.pairings import (
     daily_counts,
     export_rows,
 )
-from matcher.text import validate_text
+from matcher.text import is_unicode, ref_problem, validate_text
 
 from .campaigns import all_origins, current_campaign, current_matcher, database, store
 from .errors import ApiError, error_body
 from .hints import hint
 from .idempotency import header_key, item_key, reused_key, same_requests
-from .openapi import LANGS, MAX_BATCH, MAX_BODY_BYTES, MAX_REF_CHARS, openapi_document
+from .openapi import LANGS, MAX_BATCH, MAX_BODY_BYTES, openapi_document
 from .serving import client_gone
 
 PREFIX = "/api/v1"
@@ -133,15 +134,6 @@ def check_fields(body: Mapping[str, Any], allowed: frozenset[str], prefix: str =
         )
 
 
-def is_unicode(value: str) -> bool:
-    """False when ``value`` holds an unpaired surrogate (a ``\\ud800`` escape on its own)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def shopper_text(value: object) -> str:
     """The stripped text, checked as the document says.
 
@@ -174,12 +166,15 @@ def optional_ref(body: Mapping[str, Any], prefix: str = "") -> str | None:
     if "shopper_ref" not in body:
         return None
     value = body["shopper_ref"]
-    if not (isinstance(value, str) and 0 < len(value) <= MAX_REF_CHARS and is_unicode(value)):
+    problem = ref_problem(value)
+    if problem is not None:
         bad(
             "invalid_shopper_ref",
-            f"shopper_ref must be a string of 1 to {MAX_REF_CHARS} characters, or left out.",
+            f"shopper_ref {problem}: send 1 to {MAX_REF_CHARS} characters of plain text,"
+            " or leave it out.",
             f"{prefix}shopper_ref",
         )
+    assert isinstance(value, str)
     return value
 
 

@@ -8,7 +8,11 @@ planner area takes ``?campaign=``. Every worker caches a campaign's row for
 that time without a database read per request.
 
 The default campaign's roster is always the configured ``MATCHER_PROFILES``
-(held in ``app.extensions["matcher"]`` and watched by ``roster.py``). Other
+(held in ``app.extensions["matcher"]`` and watched by ``roster.py``). Every
+other campaign's roster is a folder inside ``MATCHER_ROSTERS_DIR`` (default
+``INSTANCE/rosters``), checked again each time it is loaded, links followed:
+a planner names a roster, never an arbitrary folder on the server, which the
+server would read and then write its index and corrections into. Other
 campaigns' matchers are loaded on first use with the same encoder, so one copy
 of the model weights serves every campaign, and are reloaded when their folder
 changes.
@@ -17,10 +21,12 @@ changes.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, g
@@ -29,6 +35,7 @@ from flask_babel import gettext
 from matcher.errors import MatcherError
 from matcher.matching import Matcher, load_matcher
 from matcher.origins import parse_origins
+from matcher.profiles import confined_folder, load_profiles
 from matcher.store import (
     DEFAULT_SLUG,
     Campaign,
@@ -40,7 +47,7 @@ from matcher.store import (
     list_campaigns,
     record_pairings,
 )
-from matcher.store.campaigns import note_index_version
+from matcher.store.campaigns import SLUG_PATTERN, note_index_version
 
 from .errors import ApiError
 from .jobs import StoreBatch
@@ -98,6 +105,9 @@ def campaign_slug() -> str:
 
 
 def lookup(slug: str) -> Campaign | None:
+    """The campaign named ``slug``, or ``None``; a name no campaign could have is not looked up."""
+    if not isinstance(slug, str) or not re.fullmatch(SLUG_PATTERN, slug):
+        return None
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     cache = state(app).rows
     hit = cache.get(slug)
@@ -125,6 +135,46 @@ def current_campaign() -> Campaign:
             "campaign",
         )
     return campaign
+
+
+def request_settings() -> dict[str, Any]:
+    """The request's campaign's settings; none for a campaign that does not exist.
+
+    Read after a view has run (security headers), so an unknown campaign,
+    already answered with a 404, must not raise a second time here.
+    """
+    campaign = lookup(campaign_slug())
+    if campaign is None:
+        return {"embed_origins": [], "quick_picks": DEFAULT_QUICK_PICKS}
+    return campaign_settings(campaign)
+
+
+def rosters_root(app: Flask | None = None) -> Path:
+    """The folder every non-default campaign's roster must be inside."""
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    configured = app.config.get("MATCHER_ROSTERS_DIR")
+    return Path(configured or Path(app.instance_path) / "rosters").resolve()
+
+
+def roster_path(folder: str | Path, app: Flask | None = None) -> Path:
+    """A planner-given roster folder, resolved inside :func:`rosters_root`.
+
+    Raises:
+        ConfigError: the folder is outside the root (links followed).
+    """
+    return confined_folder(rosters_root(app), folder)
+
+
+def _load_campaign_matcher(folder: str, encoder: Any) -> Matcher:
+    """Load a non-default campaign's roster, refusing anything outside the rosters root.
+
+    Raises:
+        MatcherError: outside the root, a profile file linking out of it, or a bad roster.
+    """
+    path = roster_path(folder)
+    load_profiles(path, within=rosters_root())
+    matcher, _ = load_matcher(path, encoder=encoder)
+    return matcher
 
 
 def campaign_settings(campaign: Campaign) -> dict[str, Any]:
@@ -161,7 +211,7 @@ def matcher_for(campaign: Campaign) -> Matcher:
         try:
             signature = roster_signature(campaign.profiles_dir)
             base: Matcher = app.extensions["matcher"]
-            matcher, _ = load_matcher(campaign.profiles_dir, encoder=base.encoder)
+            matcher = _load_campaign_matcher(campaign.profiles_dir, base.encoder)
         except MatcherError as exc:
             if slot is not None and slot.folder == campaign.profiles_dir:
                 log.warning(
@@ -191,7 +241,7 @@ def refresh_campaign(campaign: Campaign) -> Matcher:
     folder = campaign.profiles_dir
     signature = roster_signature(folder)
     base: Matcher = app.extensions["matcher"]
-    matcher, _ = load_matcher(folder, encoder=base.encoder)
+    matcher = _load_campaign_matcher(folder, base.encoder)
     campaigns = state(app)
     with campaigns.lock:
         campaigns.slots[campaign.slug] = Slot(folder, matcher, signature)

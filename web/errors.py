@@ -6,6 +6,13 @@ same message in an HTML page. Every client mistake is a 4xx with a message that
 says what to fix; anything else is a 500 that says nothing about the code, and
 its traceback goes to the server log only, without the exception's message,
 which could quote a shopper's text.
+
+This is the one bridge from the core's exceptions (``matcher.errors``) to
+HTTP: :data:`CORE_ERRORS` gives each class its status and code, and views let
+core errors rise rather than catch and reshape them. A client's mistake
+(:class:`~matcher.errors.InputError`) is a 400 with the core's message; a
+roster, index or setting the server cannot use is a 503 that names no file and
+quotes nothing, the details going to the log.
 """
 
 from __future__ import annotations
@@ -17,6 +24,15 @@ from typing import Any
 from flask import Flask, Response, jsonify, render_template, request
 from flask_babel import gettext
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from matcher.errors import (
+    BatchInputError,
+    ConfigError,
+    IndexStateError,
+    InputError,
+    MatcherError,
+    ProfileError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +106,44 @@ def _page_message(status: int, exc: HTTPException) -> str:
     return messages.get(status) or exc.description or exc.name
 
 
+#: Status and code for each core error class that reaches a view, most specific first.
+#: ``True`` in the last place: the core's message is the client's to read.
+CORE_ERRORS: tuple[tuple[type[MatcherError], int, str, bool], ...] = (
+    (InputError, 400, "invalid_input", True),
+    (BatchInputError, 400, "invalid_file", True),
+    (ProfileError, 503, "roster_unavailable", False),
+    (IndexStateError, 503, "index_unavailable", False),
+    (ConfigError, 503, "not_configured", False),
+    (MatcherError, 503, "unavailable", False),
+)
+
+
+def _core_message(shown: bool, exc: MatcherError) -> str:
+    if shown:
+        return str(exc)
+    return (
+        "This service cannot answer right now; please retry later."
+        if wants_json()
+        else gettext("This page is not available right now. Please retry later.")
+    )
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> Response:
         return _respond(exc.status, exc.code, exc.message, exc.field)
+
+    def core_handler(status: int, code: str, shown: bool) -> Any:
+        def handle(exc: MatcherError) -> Response:
+            if not shown:
+                # The class only: a roster problem may name the files of a folder.
+                log.error("%s on %s %s", type(exc).__name__, request.method, request.path)
+            return _respond(status, code, _core_message(shown, exc))
+
+        return handle
+
+    for error_class, status, code, shown in CORE_ERRORS:
+        app.register_error_handler(error_class, core_handler(status, code, shown))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

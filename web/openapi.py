@@ -10,25 +10,28 @@ from __future__ import annotations
 from typing import Any
 
 from matcher.confidence import Doubt
+from matcher.limits import MAX_API_BATCH, MAX_API_BODY_BYTES, MAX_REF_CHARS
 from matcher.matching import DEFAULT_TOP_K
 from matcher.store.campaigns import DEFAULT_SLUG, SLUG_PATTERN
 
 from .idempotency import KEY_PATTERN
 
-#: Texts per ``/match/batch`` call: about a second of encoding, a page of results.
-MAX_BATCH = 100
-#: A caller's own reference for a shopper (an order or session id), echoed back.
-MAX_REF_CHARS = 128
+#: Texts per ``/match/batch`` call, and a caller's own reference for a shopper
+#: (an order or session id, echoed back): both from the one table of limits.
+MAX_BATCH = MAX_API_BATCH
 #: Languages a caller may say its shopper reads.
 LANGS = ("en", "zh")
-#: Largest request body the API reads. The app's ``MAX_CONTENT_LENGTH`` is
-#: sized for planner uploads; the biggest valid batch (100 texts of 1000
-#: characters, each written as 12-byte ``\\uXXXX`` pairs) stays under 1.5 MiB.
-MAX_BODY_BYTES = 2 * 1024 * 1024
+#: Largest request body the API reads (the app's ``MAX_CONTENT_LENGTH`` is sized for uploads).
+MAX_BODY_BYTES = MAX_API_BODY_BYTES
 #: A character ``str.strip()`` keeps, as a regular expression that means the
 #: same in ECMA 262 (what OpenAPI names), Python and Rust: a text with none of
 #: these is blank to the core. tests/test_api.py checks the list against Python.
 NOT_BLANK = r"[^\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+#: Control characters a text may not hold (NUL, escapes...; line breaks and tabs
+#: are fine): ``matcher.text.has_controls``. tests/test_api.py checks it against Python.
+TEXT_CONTROL = r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]"
+#: A shopper reference holds no control character at all, line breaks included.
+REF_CONTROL = r"[\x00-\x1f\x7f-\x9f]"
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -65,6 +68,8 @@ def _components(max_chars: int) -> dict[str, Any]:
         "type": "string",
         "minLength": 1,
         "maxLength": MAX_REF_CHARS,
+        "pattern": NOT_BLANK,
+        "not": {"pattern": REF_CONTROL},
         "description": (
             "The microsite's reference for this shopper, stored with the pairing so the"
             " shopper can later ask for their data or its deletion. Left out, one is made."
@@ -223,7 +228,11 @@ def _components(max_chars: int) -> dict[str, Any]:
                     "minLength": 1,
                     "maxLength": max_chars,
                     "pattern": NOT_BLANK,
-                    "description": "What the shopper likes, in English or Chinese; not blank.",
+                    "not": {"pattern": TEXT_CONTROL},
+                    "description": (
+                        "What the shopper likes, in English or Chinese; not blank, and no"
+                        " control characters other than line breaks and tabs."
+                    ),
                 },
                 "top_k": top_k,
                 "lang": lang,

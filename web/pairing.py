@@ -16,10 +16,11 @@ from flask import render_template, request
 from flask_babel import gettext
 
 from matcher.errors import InputError
+from matcher.limits import MAX_TEXT_CHARS
 from matcher.matching import Match
 from matcher.profiles import Profile
 from matcher.store import NewPairing
-from matcher.text import MAX_TEXT_CHARS
+from matcher.text import valid_ref
 
 from .campaigns import campaign_settings, current_campaign, current_matcher, store
 from .hints import hint
@@ -29,9 +30,6 @@ from .security import check_form_post
 from .serving import client_gone
 
 TOP_K = 3
-#: Longest shopper reference a microsite may pass to the form (``?ref=``).
-MAX_REF_CHARS = 200
-
 __all__ = ["current_matcher", "facet_label", "handle", "present"]
 
 
@@ -42,8 +40,7 @@ def quick_picks() -> dict[str, list[str]]:
 
 def given_ref() -> str | None:
     """The shopper reference the microsite passed (``?ref=`` on the page, kept in the form)."""
-    ref = (request.values.get("ref") or "").strip()
-    return ref if 0 < len(ref) <= MAX_REF_CHARS else None
+    return valid_ref(request.values.get("ref") or "")
 
 
 def facet_label(facet: str) -> str:
@@ -131,13 +128,16 @@ def handle(template: str, source: str) -> tuple[str, int]:
             matches = matcher.match(composed, TOP_K)
         except InputError:
             status = 400
-            context["error"] = (
-                gettext("Tell us a little about what you like first.")
-                if not composed
-                else gettext(
+            if not composed:
+                context["error"] = gettext("Tell us a little about what you like first.")
+            elif len(composed) > MAX_TEXT_CHARS:
+                context["error"] = gettext(
                     "That is too long: please keep it under %(n)d characters.", n=MAX_TEXT_CHARS
                 )
-            )
+            else:
+                context["error"] = gettext(
+                    "Some characters cannot be read. Please write in plain words."
+                )
         else:
             verdict = matcher.assess(composed, matches)
             if not verdict.confident:

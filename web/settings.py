@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from matcher.encoders import DEFAULT_MODEL
+from matcher.limits import MAX_UPLOAD_BYTES
 from matcher.origins import parse_origins
 
 __all__ = ["DEFAULT_QUICK_PICKS", "defaults", "instance_secret", "parse_origins"]
@@ -30,6 +31,8 @@ def defaults() -> dict[str, Any]:
         "MATCHER_PROFILES": env.get("MATCHER_PROFILES", "profiles"),
         "MATCHER_MODEL": env.get("MATCHER_MODEL", DEFAULT_MODEL),
         "MATCHER_INDEX_DIR": env.get("MATCHER_INDEX_DIR") or None,
+        # Where other campaigns' rosters must live; default INSTANCE/rosters.
+        "MATCHER_ROSTERS_DIR": env.get("MATCHER_ROSTERS_DIR") or None,
         # Default: a SQLite file in the instance folder.
         "MATCHER_DATABASE_URL": env.get("MATCHER_DATABASE_URL") or None,
         "MATCHER_EMBED_ORIGINS": env.get("MATCHER_EMBED_ORIGINS"),
@@ -37,7 +40,7 @@ def defaults() -> dict[str, Any]:
         "MATCHER_PLANNER_PASSWORD": env.get("MATCHER_PLANNER_PASSWORD") or None,
         "SECRET_KEY": env.get("MATCHER_SECRET_KEY") or None,
         # Shopper texts are short; planner uploads are the only large bodies.
-        "MAX_CONTENT_LENGTH": 20 * 1024 * 1024,
+        "MAX_CONTENT_LENGTH": MAX_UPLOAD_BYTES,
         "BABEL_DEFAULT_LOCALE": "en",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

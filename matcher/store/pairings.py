@@ -259,7 +259,8 @@ class PairingFilter:
             query = query.where(PairingRow.campaign_id == self.campaign_id)
         if self.since is not None:
             query = query.where(PairingRow.created_at >= _start_of(self.since))
-        if self.until is not None:
+        # The last day a date can be (9999-12-31) has no day after it: no upper bound.
+        if self.until is not None and self.until < date.max:
             query = query.where(PairingRow.created_at < _start_of(self.until + timedelta(days=1)))
         return query
 

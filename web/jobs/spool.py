@@ -16,15 +16,17 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from matcher.errors import MatcherError
+from matcher.limits import MAX_REF_CHARS as _MAX_REF_CHARS
 from matcher.matching import Match, Reason
 from matcher.store import NewPairing, Stored
+from matcher.text import valid_ref
 
 #: Stores a matched batch in one transaction: ``store(pairings, filename)``.
 StoreBatch = Callable[[Iterable[NewPairing], str], Stored]
 
 
 #: The longest shopper id stored as given (the database column's size).
-MAX_REF_CHARS = 200
+MAX_REF_CHARS = _MAX_REF_CHARS
 
 
 class NotStored(MatcherError):
@@ -51,6 +53,7 @@ def _unspooled(path: Path) -> Iterator[NewPairing]:
                 1,
                 tuple(Reason(facet, r_score, quote) for facet, r_score, quote in reasons),
             )
-            # A reference too long to keep gets a generated one, rather than sinking the batch.
-            ref = ref if len(ref) <= MAX_REF_CHARS else None
+            # A reference that cannot be kept (too long, a NUL or a line break in it)
+            # gets a generated one, rather than sinking the batch.
+            ref = valid_ref(ref)
             yield NewPairing(best, "", consented=False, shopper_ref=ref)

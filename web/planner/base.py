@@ -64,10 +64,6 @@ bp = Blueprint("planner", __name__, url_prefix="/planner")
 HASH_PREFIXES = ("scrypt:", "pbkdf2:")
 #: A top-1 lead smaller than this is flagged as a close call in the try box.
 CLOSE_CALL = 0.02
-#: Limits on the quick picks a planner may set, so the shopper form stays usable.
-MAX_PICKS = 20
-MAX_PICK_CHARS = 40
-MAX_COLUMN_CHARS = 100
 
 JOBS_KEY = "matcher.planner_jobs"
 #: The login form's token is signed under a salt of its own: a public form's token is refused.

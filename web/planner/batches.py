@@ -25,7 +25,9 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from matcher.batch import check_input, input_format
 from matcher.errors import BatchInputError
+from matcher.limits import MAX_COLUMN_CHARS
 from matcher.matching import DEFAULT_TOP_K
+from matcher.text import without_controls
 
 from ..campaigns import (
     batch_store,
@@ -35,7 +37,7 @@ from ..errors import ApiError
 from ..jobs import Status
 from ..pairing import current_matcher
 from ..security import check_form_post
-from .base import MAX_COLUMN_CHARS, bp, job_registry, lang_args
+from .base import bp, job_registry, lang_args
 
 
 def _column_error(value: str) -> str | None:
@@ -107,7 +109,8 @@ def batches() -> BaseResponse | tuple[str, int]:
         job_id,
         input_path,
         output_path,
-        filename=upload.filename[:120],
+        # Stored with the pairings: a NUL or a control character is the browser's, not a name.
+        filename=without_controls(upload.filename)[:120] or "upload",
         k=k,
         id_column=form["id_column"],
         text_column=form["text_column"],

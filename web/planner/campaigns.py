@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from flask import (
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from werkzeug.wrappers import Response as BaseResponse
 
 from matcher.errors import ConfigError, InputError, ProfileError
+from matcher.limits import MAX_PICK_CHARS, MAX_PICKS
 from matcher.profiles import load_profiles
 from matcher.store import (
     DEFAULT_SLUG,
@@ -28,16 +30,19 @@ from matcher.store import (
     list_campaigns,
     update_campaign,
 )
+from matcher.text import has_controls
 
 from ..campaigns import (
     campaign_settings,
     current_campaign,
     database,
     forget,
+    roster_path,
+    rosters_root,
 )
 from ..security import check_form_post
 from ..settings import DEFAULT_QUICK_PICKS, parse_origins
-from .base import MAX_PICK_CHARS, MAX_PICKS, bp, lang_args
+from .base import bp, lang_args
 from .roster import roster_folder
 
 
@@ -166,6 +171,13 @@ def check_campaign_form(
         "retention_days": form["retention_days"].strip(),
         "store_text": form["store_text"],
     }
+    for name in CAMPAIGN_FIELDS:
+        if has_controls(form[name]):
+            # PostgreSQL refuses NUL; an escape character has no place in a notice.
+            errors[name] = gettext("Remove the control characters (such as NUL) from this field.")
+    for group in DEFAULT_QUICK_PICKS:
+        if has_controls(form[group]):
+            errors[group] = gettext("Remove the control characters (such as NUL) from this field.")
     settings = None
     if not re.fullmatch(r"\d{1,5}", values["retention_days"]):
         errors["retention_days"] = _field_problem("retention_days", {"type": "int_parsing"})
@@ -175,16 +187,38 @@ def check_campaign_form(
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "form"
             errors.setdefault(field, _field_problem(field, error))
+    folder = None
     if check_roster and "profiles_dir" not in errors:
-        try:
-            load_profiles(values["profiles_dir"].strip())
-        except ProfileError as exc:
-            errors["profiles_dir"] = gettext(
-                "This folder cannot be used as a roster: %(problem)s", problem=str(exc)
-            )
+        folder, errors["profiles_dir"] = _roster_problem(values["profiles_dir"].strip())
+        if not errors["profiles_dir"]:
+            del errors["profiles_dir"]
     if errors or settings is None:
         return {}, errors
-    return settings.model_dump(), errors
+    checked = settings.model_dump()
+    if folder is not None:
+        checked["profiles_dir"] = str(folder)
+    return checked, errors
+
+
+def _roster_problem(typed: str) -> tuple[Path | None, str]:
+    """The roster folder a planner typed, resolved inside the rosters root, or what is wrong.
+
+    Problems say file, line, field and what is wrong, never what the files hold.
+    """
+    try:
+        folder = roster_path(typed)
+    except ConfigError:
+        return None, gettext(
+            "Choose a folder inside %(root)s (the server's MATCHER_ROSTERS_DIR).",
+            root=str(rosters_root()),
+        )
+    try:
+        load_profiles(folder, within=rosters_root())
+    except ProfileError as exc:
+        return None, gettext(
+            "This folder cannot be used as a roster: %(problem)s", problem=str(exc)
+        )
+    return folder, ""
 
 
 def _shopper_url(campaign: Campaign) -> str:

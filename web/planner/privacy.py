@@ -21,6 +21,7 @@ from flask import (
 )
 from flask_babel import gettext
 
+from matcher.limits import MAX_REF_CHARS
 from matcher.store import (
     get_campaign,
     list_campaigns,
@@ -32,6 +33,7 @@ from matcher.store.privacy import (
     instance_copies,
     purge_expired,
 )
+from matcher.text import ref_problem
 
 from ..campaigns import (
     database,
@@ -43,9 +45,6 @@ from .base import bp, job_registry
 from .roster import roster_folder
 
 # -- privacy requests -------------------------------------------------------------------
-
-#: Longest shopper reference (as the API and the shopper form accept).
-MAX_REF_CHARS = 200
 
 
 def _privacy_page(status: int = 200, **context: Any) -> tuple[str, int]:
@@ -95,7 +94,7 @@ def privacy() -> Response | tuple[str, int]:
     if action not in ("export", "delete", "confirm-delete"):
         raise ApiError(400, "unknown_action", gettext("Choose what to do with the reference."))
     ref = request.form.get("ref", "").strip()
-    if not ref or len(ref) > MAX_REF_CHARS:
+    if ref_problem(ref) is not None:
         problem = gettext(
             "Give the shopper's reference: 1 to %(n)d characters, as shown to them.",
             n=MAX_REF_CHARS,

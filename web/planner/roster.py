@@ -24,10 +24,12 @@ from matcher.store import (
     DEFAULT_SLUG,
     Campaign,
 )
+from matcher.text import has_controls, is_unicode
 
 from ..campaigns import (
     current_campaign,
     refresh_campaign,
+    roster_path,
 )
 from ..hints import hint
 from ..pairing import current_matcher
@@ -86,7 +88,8 @@ def roster_folder(campaign: Campaign) -> str:
     """The campaign's roster folder; the default campaign's is the one the server started on."""
     if campaign.slug == DEFAULT_SLUG:
         return str(current_app.config["MATCHER_PROFILES"])
-    return campaign.profiles_dir
+    # Checked again here: the folder is read and written (corrections) by this page.
+    return str(roster_path(campaign.profiles_dir))
 
 
 @bp.get("/")
@@ -120,6 +123,8 @@ def _text_error(text: str) -> str | None:
         return gettext(
             "That is too long: keep it under %(n)d characters.", n=current_matcher().max_chars
         )
+    if has_controls(stripped) or not is_unicode(stripped):
+        return gettext("The text holds characters that are not plain text (such as NUL).")
     return None
 
 

@@ -1,6 +1,6 @@
 """Messages the templates translate from data, listed here so ``pybabel extract`` finds them.
 
-``_form.html`` shows each quick pick as ``_(pick)``: the default picks in
+``_form.html`` shows each quick pick as ``pick_label(pick)``: the default picks in
 ``web/settings.py`` are data, invisible to the extractor, so they are named
 here with the no-op marker ``N_``. Picks a planner adds later are shown as
 written. Nothing imports this module; ``tests/test_browser.py`` checks that the
