@@ -159,7 +159,13 @@ def test_no_byte_of_a_shopper_is_left_after_delete_or_purge(
         purged = purge_expired(database, now, copies=instance_copies(database, site.instance_path))
         assert purged.scrub is None or purged.scrub.complete
     db_of(site).dispose()  # whatever the pool held, the files must be clean without it
-    assert leftovers(site, tmp_path, marker, ref) == {}
+    after = leftovers(site, tmp_path, marker, ref)
+    backend = "sqlite" if db_of(site).is_sqlite else "postgresql"
+    print(
+        f"privacy bytes: {backend} {path} {remove}: {sum(before.values())} bytes of the marker "
+        f"before in {len(before)} place(s), {sum(after.values())} after"
+    )
+    assert after == {}
 
 
 def test_files_holding_shoppers_are_private(
