@@ -123,7 +123,7 @@ class Database:
         with self._writer.begin() as session:
             yield session
         if self.is_sqlite and self._scrub_marker.exists():
-            self._finish_scrub()
+            self._try_owed_scrub()
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -145,7 +145,7 @@ class Database:
             else:
                 upgrade(self)
             if self.is_sqlite and self._scrub_marker.exists():
-                self._finish_scrub()  # owed by a process that stopped meanwhile
+                self._try_owed_scrub()  # owed by a process that stopped meanwhile
         except OperationalError as exc:
             # The driver's message can run over several lines; its first says what failed.
             reason = str(exc.orig).strip().splitlines()[0]
@@ -213,6 +213,13 @@ class Database:
         self._scrub_marker.unlink(missing_ok=True)
         log.info("the owed scrub of %s is done", self.describe())
         return True
+
+    def _try_owed_scrub(self) -> None:
+        """:meth:`_finish_scrub` where a failure must not fail the caller (a committed write)."""
+        try:
+            self._finish_scrub()
+        except Exception as exc:
+            log.warning("the owed scrub could not be tried: %s", type(exc).__name__)
 
     def _retry_scrub_in_background(self) -> None:
         def retry() -> None:

@@ -10,6 +10,7 @@ not honoured), and the other finds the record marked downloaded.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -76,9 +77,15 @@ class JobFolder:
         ]
 
     def _make_folder(self) -> None:
-        """The folder holds shoppers' files: readable by the server's user only."""
+        """The folder holds shoppers' files: readable by the server's user only.
+
+        A folder an earlier version made 0755 is narrowed.
+        """
         if not self.folder.is_dir():
             self.folder.mkdir(parents=True, mode=0o700, exist_ok=True)
+        elif self.folder.stat().st_mode & 0o077:
+            with contextlib.suppress(PermissionError):
+                self.folder.chmod(0o700)
 
     def save_upload(self, path: Path, upload: Any) -> None:
         """Write an uploaded file (anything with ``save(stream)``, as werkzeug's) as 0600."""
