@@ -637,3 +637,106 @@ def test_the_documents_control_pattern_is_the_cores() -> None:
         assert bool(re.search(TEXT_CONTROL, ch)) == has_controls(ch), hex(code)
         refused = ref_problem(f"a{ch}b") is not None
         assert bool(re.search(REF_CONTROL, ch)) == refused, hex(code)
+
+
+# -- roster folders ---------------------------------------------------------------------
+
+
+def test_campaign_rosters_stay_inside_the_rosters_folder(app: Flask, tmp_path: Path) -> None:
+    """Links are followed before the check, and a stored folder is checked again at use."""
+    from matcher.store import CampaignSettings, create_campaign
+
+    planner = log_in(app)
+    outside = write_roster(tmp_path / "elsewhere")
+    rosters = Path(app.config["MATCHER_ROSTERS_DIR"])
+    (rosters / "link").symlink_to(outside, target_is_directory=True)
+    sneaky = rosters / "sneaky"
+    sneaky.mkdir()
+    for name in ("ocean.yaml", "library.yaml"):
+        (sneaky / name).symlink_to(outside / name)
+    for folder, problem in (
+        ("link", "Choose a folder inside"),
+        (str(outside), "Choose a folder inside"),
+        ("sneaky", "a link to a file outside the rosters folder"),
+        (str(rosters), "Choose a folder inside"),
+    ):
+        response = make_campaign(planner, slug="fall", profiles_dir=folder)
+        assert response.status_code == 400, folder
+        assert str(escape(problem)) in response.get_data(as_text=True), folder
+    # A campaign stored with a folder outside (before the root existed) is not loaded.
+    create_campaign(
+        database(app),
+        CampaignSettings(slug="old", name="Old", brand="Lueur", profiles_dir=str(outside)),
+    )
+    shopper = app.test_client()
+    page = shopper.get("/c/old/").get_data(as_text=True)
+    (_, fields), *_ = forms_of(page)
+    response = shopper.post("/c/old/", data={**fields, "text": "tea and books"})
+    assert response.status_code == 503
+    assert str(outside) not in response.get_data(as_text=True)
+    assert sorted(p.name for p in outside.iterdir()) == ["library.yaml", "ocean.yaml", "stage.yaml"]
+
+
+def test_a_planted_files_values_never_reach_the_page(app: Flask) -> None:
+    planner = log_in(app)
+    planted = Path(app.config["MATCHER_ROSTERS_DIR"]) / "planted"
+    planted.mkdir()
+    (planted / "settings.yaml").write_text(
+        "database_password: PLANTED-hunter2\napi_key: [PLANTED-k3y]\nid: PLANTED-id\n",
+        encoding="utf-8",
+    )
+    response = make_campaign(planner, slug="fall", profiles_dir="planted")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "settings.yaml" in page and "database_password" in page  # file and field
+    assert "PLANTED" not in page
+    assert not (planted / ".index").exists() and not (planted / "corrections.jsonl").exists()
+
+
+# -- the one bridge from core errors to HTTP --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code", "shown"),
+    [
+        pytest.param("InputError", 400, "invalid_input", True, id="input"),
+        pytest.param("BatchInputError", 400, "invalid_file", True, id="batch-input"),
+        pytest.param("ProfileError", 503, "roster_unavailable", False, id="profile"),
+        pytest.param("IndexStateError", 503, "index_unavailable", False, id="index-state"),
+        pytest.param("ConfigError", 503, "not_configured", False, id="config"),
+        pytest.param("MatcherError", 503, "unavailable", False, id="matcher"),
+    ],
+)
+def test_each_core_error_has_one_answer(
+    tmp_path: Path, error: str, status: int, code: str, shown: bool
+) -> None:
+    """A view lets a core error rise; web/errors.py answers it, quoting only a client's mistake."""
+    from matcher import errors
+
+    profiles = write_roster(tmp_path / "profiles")
+    encoder = HashingEncoder(record=False)
+    matcher = Matcher(encoder, build_index(load_profiles(profiles), encoder)[0])
+    app = create_app(
+        {"TESTING": True, "INSTANCE_PATH": str(tmp_path / "i"), "MATCHER_PROFILES": str(profiles)},
+        matcher=matcher,
+    )
+    secret = "/srv/rosters/PLANTED.yaml: 7: name: hunter2"
+
+    def fail() -> str:
+        kind = getattr(errors, error)
+        if kind is errors.ProfileError:
+            raise kind([errors.Problem(secret, "", "bad")])
+        raise kind(secret)
+
+    app.add_url_rule("/api/v1/fail", "fail", fail)
+    app.add_url_rule("/fail", "fail_page", fail)
+    try:
+        answer = app.test_client().get("/api/v1/fail")
+        assert answer.status_code == status
+        assert answer.get_json()["error"]["code"] == code
+        assert (secret in answer.get_json()["error"]["message"]) is shown
+        page = app.test_client().get("/fail")
+        assert page.status_code == status and page.mimetype == "text/html"
+        assert ("hunter2" in page.get_data(as_text=True)) is shown
+    finally:
+        database(app).dispose()

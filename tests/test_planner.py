@@ -97,6 +97,8 @@ def make_app(tmp_path: Path, matcher: Matcher, **config: Any) -> Flask:
         "MATCHER_PLANNER_USER": "planner",
         "MATCHER_PLANNER_PASSWORD": PASSWORD,
         "MATCHER_EMBED_ORIGINS": None,
+        # Campaign rosters must be inside this folder; the tests make theirs in tmp_path.
+        "MATCHER_ROSTERS_DIR": str(tmp_path),
     }
     settings.update(config)
     app = create_app(settings, matcher=matcher)
@@ -1800,7 +1802,10 @@ BAD_CAMPAIGNS = [
     pytest.param({"name": ""}, "name", "Fill this in", id="no-name"),
     pytest.param({"brand": "   "}, "brand", "Fill this in", id="blank-brand"),
     pytest.param({"profiles_dir": ""}, "profiles_dir", "Fill this in", id="no-roster"),
-    pytest.param({"profiles_dir": "/no/such/folder"}, "profiles_dir", "not found", id="missing-roster"),
+    pytest.param({"profiles_dir": "no-such-folder"}, "profiles_dir", "not found", id="missing-roster"),
+    pytest.param({"profiles_dir": "/no/such/folder"}, "profiles_dir", "Choose a folder inside", id="outside-the-rosters-folder"),
+    pytest.param({"profiles_dir": str(SAMPLE_PROFILES)}, "profiles_dir", "Choose a folder inside", id="a-roster-outside"),
+    pytest.param({"profiles_dir": "../" * 30 + "etc"}, "profiles_dir", "Choose a folder inside", id="climbing-out"),
     pytest.param({"embed_origins": "sea.example"}, "embed_origins", "must look like", id="bad-origin"),
     pytest.param({"moods": ""}, "moods", "at least one", id="no-moods"),
     pytest.param({"consent_text": ""}, "consent_text", "Fill this in", id="no-consent-text"),
