@@ -740,3 +740,33 @@ def test_each_core_error_has_one_answer(
         assert ("hunter2" in page.get_data(as_text=True)) is shown
     finally:
         database(app).dispose()
+
+
+def test_the_database_holds_the_largest_value_the_limits_allow() -> None:
+    from matcher import limits
+    from matcher.store.schema import BatchRow, PairingRow
+
+    assert PairingRow.__table__.c.shopper_ref.type.length >= limits.MAX_REF_CHARS
+    assert PairingRow.__table__.c.shopper_text.type.length is None  # Text: any length
+    assert BatchRow.__table__.c.filename.type.length >= 120  # web/planner/batches.py keeps 120
+
+
+def test_every_layer_reads_the_one_table_of_limits(app: Flask) -> None:
+    from matcher import limits
+    from web.openapi import MAX_BATCH, MAX_BODY_BYTES, openapi_document
+
+    schemas = openapi_document(limits.MAX_TEXT_CHARS)["components"]["schemas"]
+    assert schemas["MatchRequest"]["properties"]["text"]["maxLength"] == limits.MAX_TEXT_CHARS
+    assert schemas["MatchRequest"]["properties"]["shopper_ref"]["maxLength"] == limits.MAX_REF_CHARS
+    assert (MAX_BATCH, MAX_BODY_BYTES) == (limits.MAX_API_BATCH, limits.MAX_API_BODY_BYTES)
+    from click.testing import CliRunner
+
+    from matcher.cli import cli
+    from web.settings import defaults
+
+    batch_help = CliRunner().invoke(cli, ["batch", "--help"]).output
+    assert f"at most {limits.MAX_BATCH_SIZE}" in batch_help
+
+    assert defaults()["MAX_CONTENT_LENGTH"] == limits.MAX_UPLOAD_BYTES
+    page = log_in(app).get("/planner/try").get_data(as_text=True)
+    assert f'maxlength="{limits.MAX_TEXT_CHARS}"' in page
