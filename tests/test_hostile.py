@@ -101,6 +101,19 @@ QUERY_NAMES = (
     "page", "celebrity", "top_k", "q", "id",
 )  # fmt: skip
 
+#: Headers a client controls (a value holding a line break cannot be sent at all).
+HOSTILE_HEADERS: dict[str, dict[str, str]] = {
+    "accept-language": {"Accept-Language": "zh;q=NaN, *;q=9e999, " + "x-" * 2000},
+    "origin": {"Origin": "null", "Sec-Fetch-Site": "<script>"},
+    "forwarded": {
+        "X-Forwarded-For": "999.999.999.999, ::g, " + "1." * 3000,
+        "Forwarded": 'for="[::1',
+    },
+    "idempotency-key": {"Idempotency-Key": "\x7f" + "k" * 5000, "Content-Type": "application/json"},
+    "authorization": {"Authorization": "Basic !!!not-base64", "Cookie": "session=" + "A" * 4000},
+    "accept": {"Accept": "application/json;q=2, */*;q=-1"},
+    "content-length": {"Content-Length": "99999999999999999999"},
+}
 #: Raw bodies for every route that takes one: (content type, bytes).
 RAW_BODIES: dict[str, tuple[str, bytes]] = {
     "empty-form": ("application/x-www-form-urlencoded", b""),
@@ -358,6 +371,15 @@ def test_no_route_answers_5xx_tracebacks_or_markup_to_hostile_input(app: Flask) 
                 f"body {label}",
                 client.post(good_path, data=raw, content_type=content_type, headers=headers),
             )
+    for rule in rules:
+        methods = sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
+        good_path = next(path_values(rule, "spring"))[1]
+        for label, headers in HOSTILE_HEADERS.items():
+            for method in methods:
+                if rule.rule in (logout_rule, "/planner/login"):
+                    continue
+                response = public.open(good_path, method=method, headers=headers)
+                tally.check(rule.rule, f"{method} headers {label}", response)
     # Last, so the planner stays logged in for everything else.
     for label, value in HOSTILE.items():
         response = planner.post(logout_rule, data={"token": value})
