@@ -696,6 +696,10 @@ def test_campaign_rosters_stay_inside_the_rosters_folder(app: Flask, tmp_path: P
     response = shopper.post("/c/old/", data={**fields, "text": "tea and books"})
     assert response.status_code == 503
     assert str(outside) not in response.get_data(as_text=True)
+    # Its planner can still see where it points, and move it inside.
+    settings = planner.get("/planner/settings?campaign=old")
+    assert settings.status_code == 200 and str(outside) in settings.get_data(as_text=True)
+    assert planner.get("/planner/?campaign=old").status_code == 503
     assert sorted(p.name for p in outside.iterdir()) == ["library.yaml", "ocean.yaml", "stage.yaml"]
 
 

@@ -84,17 +84,26 @@ def roster_entries(matcher: Matcher, folder: str | Path) -> tuple[list[RosterEnt
     return entries, None
 
 
-def roster_folder(campaign: Campaign) -> str:
-    """The campaign's roster folder; the default campaign's is the one the server started on."""
+def roster_folder(campaign: Campaign, *, checked: bool = False) -> str:
+    """The campaign's roster folder; the default campaign's is the one the server started on.
+
+    Args:
+        checked: the folder is about to be read or written (the roster page,
+            a correction): refuse one outside ``MATCHER_ROSTERS_DIR``. Showing
+            it, or erasing a shopper's copies from it, needs no check.
+
+    Raises:
+        ConfigError: ``checked`` and the folder is outside the rosters root.
+    """
     if campaign.slug == DEFAULT_SLUG:
         return str(current_app.config["MATCHER_PROFILES"])
-    # Checked again here: the folder is read and written (corrections) by this page.
-    return str(roster_path(campaign.profiles_dir))
+    return str(roster_path(campaign.profiles_dir)) if checked else campaign.profiles_dir
 
 
 @bp.get("/")
 def roster() -> str:
-    entries, problems = roster_entries(current_matcher(), roster_folder(current_campaign()))
+    folder = roster_folder(current_campaign(), checked=True)
+    entries, problems = roster_entries(current_matcher(), folder)
     return render_template("planner/roster.html", entries=entries, problems=problems)
 
 
@@ -105,7 +114,7 @@ def refresh() -> BaseResponse | tuple[str, int]:
     try:
         refresh_campaign(campaign)
     except MatcherError as exc:
-        entries, _ = roster_entries(current_matcher(), roster_folder(campaign))
+        entries, _ = roster_entries(current_matcher(), roster_folder(campaign, checked=True))
         page = render_template("planner/roster.html", entries=entries, problems=str(exc))
         return page, 409
     flash(gettext("The index was refreshed: matching now uses the roster folder as it is."))
@@ -180,7 +189,8 @@ def correct() -> tuple[str, int]:
         return _try_page(text, error=error), 400
     campaign = current_campaign()
     try:
-        add_correction(roster_folder(campaign), text, right, names.keys(), wrong=wrong)
+        folder = roster_folder(campaign, checked=True)
+        add_correction(folder, text, right, names.keys(), wrong=wrong)
     except InputError as exc:
         return _try_page(text, error=str(exc)), 400
     try:
