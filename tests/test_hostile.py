@@ -796,3 +796,23 @@ def test_every_layer_reads_the_one_table_of_limits(app: Flask) -> None:
     assert defaults()["MAX_CONTENT_LENGTH"] == limits.MAX_UPLOAD_BYTES
     page = log_in(app).get("/planner/try").get_data(as_text=True)
     assert f'maxlength="{limits.MAX_TEXT_CHARS}"' in page
+
+
+def test_an_unwritable_output_is_one_line_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from matcher import cli
+
+    profiles = write_roster(tmp_path / "profiles")
+    encoder = HashingEncoder(record=False)
+    matcher = Matcher(encoder, build_index(load_profiles(profiles), encoder)[0])
+    monkeypatch.setattr(cli, "_open_matcher", lambda *args: matcher)
+    source = tmp_path / "in.csv"
+    source.write_bytes(GOOD_UPLOAD)
+    output = tmp_path / "no" / "such" / "folder" / "out.csv"
+    result = CliRunner().invoke(cli.cli, ["batch", "-q", str(source), "-o", str(output)])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exc_info
+    assert result.output.startswith("Error: ") and "No such file or directory" in result.output
