@@ -26,6 +26,7 @@ from pydantic import (
     field_validator,
 )
 
+from .capacity import InfeasibleLimits, check_limits, limits_of
 from .errors import ConfigError, Problem, ProfileError
 from .feedback import Correction, load_corrections
 
@@ -71,6 +72,9 @@ class Profile(BaseModel):
     image: str | None = None
     active: bool = True
     quota: int | None = Field(default=None, ge=0)
+    #: The share of the campaign's pairings this celebrity was promised, at least / at most.
+    min_share: float | None = Field(default=None, ge=0, le=1)
+    max_share: float | None = Field(default=None, ge=0, le=1)
 
     @field_validator("name", "name_zh", "tagline", "tagline_zh")
     @classmethod
@@ -205,6 +209,12 @@ def load_profiles(folder: str | Path, *, within: str | Path | None = None) -> Ro
         raise ProfileError(problems)
     if not any(p.active for p in profiles):
         raise ProfileError([Problem(str(folder), "active", "no profile is active")])
+    active = [p for p in profiles if p.active]
+    limits = limits_of(active)
+    try:
+        check_limits(limits, complete=len(limits) == len(active))
+    except InfeasibleLimits as exc:
+        raise ProfileError([Problem(str(folder), "quota, min_share, max_share", str(exc))]) from None
     return Roster(folder=folder, profiles=tuple(profiles), corrections=corrections)
 
 
