@@ -48,7 +48,10 @@ def simulate(scores: np.ndarray, limits: dict[str, Limits], scale: float | None)
         order = np.argsort(-scores[i])
         ranked = [(ids[j], float(scores[i, j])) for j in order]
         if scale is None:
-            full = [counts[c] >= (limits[c].quota if limits[c].quota is not None else n) for c, _ in ranked]
+            full = [
+                counts[c] >= (limits[c].quota if limits[c].quota is not None else n)
+                for c, _ in ranked
+            ]
             index = next((k for k, is_full in enumerate(full) if not is_full), -1)
         else:
             index = choose(ranked, limits, counts, scale=scale).index
@@ -92,7 +95,10 @@ def main() -> None:
     rows += [(f"prices, scale {s}", simulate(scores, limits, s)) for s in args.scales]
 
     print(f"{n:,} shoppers, {m} faces, arrival order shuffled (seed {args.seed})\n")
-    print("| rule | mean fit | fit lost vs offline | moved from best | unpaired | quota violations | worst share off target |")
+    print(
+        "| rule | mean fit | fit lost vs offline | moved from best | unpaired "
+        "| quota violations | worst share off target |"
+    )
     print("|---|---|---|---|---|---|---|")
     best = scores.argmax(axis=1)
     for name, assigned in rows:
@@ -103,7 +109,8 @@ def main() -> None:
         lost = (optimum.total_fit - fit) / optimum.total_fit * 100
         print(
             f"| {name} | {fit / n:.4f} | {lost:+.2f}% | {int(np.sum(assigned != best)):,} "
-            f"| {int(np.sum(~paired)):,} | {violations} | {shares_off(assigned, limits, m):.2f} pts |"
+            f"| {int(np.sum(~paired)):,} | {violations} "
+            f"| {shares_off(assigned, limits, m):.2f} pts |"
         )
 
 

@@ -16,50 +16,26 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
-from .confidence import CONFIDENT, Assessment
+from .batch_assign import BEST, AssignmentReport, Placed, place_rows
+from .batch_output import (  # noqa: F401 - re-exported: callers import the writers from here
+    FORMULA_PREFIXES,
+    CsvPairingWriter,
+    JsonlPairingWriter,
+    PairingWriter,
+    escape_cell,
+)
+from .batch_rows import BadRow, Paired, ShopperRow
+from .capacity import limits_of
 from .errors import BatchInputError, InputError
 from .limits import DEFAULT_BATCH_SIZE, MAX_TEXT_CHARS
-from .matching import DEFAULT_TOP_K, Match, Matcher
+from .matching import DEFAULT_TOP_K, Matcher
 from .text import validate_text
 
-#: Cells starting with these are run as formulas by spreadsheet programs.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 #: Bad rows kept in memory for the summary; the rest are only counted (and
 #: all are written to the rejects file by the CLI).
 MAX_KEPT_BAD_ROWS = 1000
-
-
-@dataclass(frozen=True)
-class ShopperRow:
-    """A readable input row. ``line`` is the 1-based line where the row ends."""
-
-    line: int
-    id: str
-    text: str
-
-
-@dataclass(frozen=True)
-class BadRow:
-    """An input row that could not be matched, and why (without its text)."""
-
-    line: int
-    id: str | None
-    reason: str
-
-
-@dataclass(frozen=True)
-class Paired:
-    """A shopper row, its matches (best first) and whether the first may be announced.
-
-    An unconfident row is still written out with its matches, marked so, for
-    the planner to judge; the web layer does not store it as a pairing.
-    """
-
-    row: ShopperRow
-    matches: list[Match]
-    assessment: Assessment = CONFIDENT
 
 
 @dataclass
@@ -74,6 +50,8 @@ class BatchSummary:
     unsure: int = 0
     bad: int = 0
     bad_rows: list[BadRow] = field(default_factory=list)
+    #: What the roster's quotas and shares cost, when it has any.
+    assignment: AssignmentReport | None = None
 
     def add_bad(self, row: BadRow) -> None:
         self.bad += 1
@@ -318,74 +296,11 @@ def _flush(
             yield row
 
 
-class PairingWriter(Protocol):
-    def write(self, paired: Paired) -> None: ...
-    def close(self) -> None: ...
-
-
-def escape_cell(value: str) -> str:
-    """Neutralise spreadsheet formula injection: prefix formula-looking cells with ``'``.
-
-    Spreadsheets skip leading spaces before a formula (`` =1`` is still run), so
-    the check looks past any whitespace.
-    """
-    formula = value.startswith(FORMULA_PREFIXES) or value.lstrip().startswith(FORMULA_PREFIXES)
-    return "'" + value if formula else value
-
-
-class CsvPairingWriter:
-    """One row per shopper: id, then celebrity, score and reasons for each rank.
-
-    The last columns are ``margin``, ``confident`` (``true`` or ``false``) and
-    ``reason`` (empty when confident; else a code of ``matcher.confidence.Doubt``).
-
-    Every text cell goes through :func:`escape_cell`: ids come from the client
-    and names and reasons from planners, and any of them may open in a spreadsheet.
-    """
-
-    def __init__(self, handle: IO[str], k: int) -> None:
-        self._writer = csv.writer(handle)
-        header = ["id"]
-        for rank in range(1, k + 1):
-            header += [f"celebrity_{rank}", f"name_{rank}", f"score_{rank}", f"reasons_{rank}"]
-        header += ["margin", "confident", "reason"]
-        self._writer.writerow(header)
-
-    def write(self, paired: Paired) -> None:
-        cells = [escape_cell(paired.row.id)]
-        for match in paired.matches:
-            reasons = "; ".join(f"{r.facet}: {r.quote}" for r in match.reasons)
-            cells += [
-                escape_cell(match.celebrity_id),
-                escape_cell(match.name),
-                f"{match.score:.4f}",
-                escape_cell(reasons),
-            ]
-        cells.append(f"{paired.matches[0].margin:.4f}" if paired.matches else "")
-        verdict = paired.assessment
-        cells += ["true" if verdict.confident else "false", str(verdict.reason or "")]
-        self._writer.writerow(cells)
-
-    def close(self) -> None:
-        pass
-
-
-class JsonlPairingWriter:
-    """One JSON object per shopper: ``{"id", "matches": [...], "confident", "reason"?}``."""
-
-    def __init__(self, handle: IO[str]) -> None:
-        self._handle = handle
-
-    def write(self, paired: Paired) -> None:
-        record: dict[str, Any] = {
-            "id": paired.row.id,
-            "matches": [m.to_dict() for m in paired.matches],
-            **paired.assessment.to_dict(),
-        }
-        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-    def close(self) -> None:
-        pass
+def best_placed(paired: Paired) -> Placed:
+    """Without quotas or shares, a confident row is assigned its best fit."""
+    if not paired.assessment.confident or not paired.matches:
+        return Placed(paired, None, None)
+    return Placed(paired, paired.matches[0].celebrity_id, BEST)
 
 
 def run_batch(
@@ -428,24 +343,46 @@ def run_batch(
     # Older versions named the temporary this way.
     output_path.with_name(f".{output_path.name}.part").unlink(missing_ok=True)
     tmp = temporary_path(output_path, ".part")
+    limits = limits_of(matcher.index.profiles)
+    celebrities = [profile.id for profile in matcher.index.profiles]
+
+    def counted(items: Iterable[Paired | BadRow]) -> Iterator[Paired | BadRow]:
+        """Count and report rows as they are matched, before any waits for the assignment."""
+        for item in items:
+            if isinstance(item, BadRow):
+                summary.add_bad(item)
+                if on_bad_row is not None:
+                    on_bad_row(item)
+            else:
+                summary.matched += 1
+                summary.unsure += not item.assessment.confident
+            if on_row is not None:
+                on_row(item.line if isinstance(item, BadRow) else item.row.line)
+            yield item
+
     try:
         with open_private(tmp, "w", encoding="utf-8", newline="") as handle:
             writer: PairingWriter = (
                 CsvPairingWriter(handle, k) if out_format == "csv" else JsonlPairingWriter(handle)
             )
-            for item in match_rows(matcher, rows, k=k, batch_size=batch_size):
-                if isinstance(item, BadRow):
-                    summary.add_bad(item)
-                    if on_bad_row is not None:
-                        on_bad_row(item)
-                    line = item.line
-                else:
+            if limits:
+                # The assignment weighs every celebrity, and needs the whole batch first.
+                summary.assignment = AssignmentReport()
+                matched = counted(
+                    match_rows(matcher, rows, k=len(celebrities), batch_size=batch_size)
+                )
+                spool = temporary_path(output_path, ".tmp")
+                placed = place_rows(
+                    matched, celebrities, limits, spool, k=k, report=summary.assignment
+                )
+            else:
+                placed = (
+                    item if isinstance(item, BadRow) else best_placed(item)
+                    for item in counted(match_rows(matcher, rows, k=k, batch_size=batch_size))
+                )
+            for item in placed:
+                if not isinstance(item, BadRow):
                     writer.write(item)
-                    summary.matched += 1
-                    summary.unsure += not item.assessment.confident
-                    line = item.row.line
-                if on_row is not None:
-                    on_row(line)
             writer.close()
         os.replace(tmp, output_path)
     finally:

@@ -51,8 +51,7 @@ class HasLimits(Protocol):
 def limits_of(profiles: Iterable[HasLimits]) -> dict[str, Limits]:
     """The limits the profiles set, by celebrity id; profiles without any are left out."""
     limits = {
-        p.id: Limits(quota=p.quota, min_share=p.min_share, max_share=p.max_share)
-        for p in profiles
+        p.id: Limits(quota=p.quota, min_share=p.min_share, max_share=p.max_share) for p in profiles
     }
     return {celebrity: limit for celebrity, limit in limits.items() if not limit.unlimited}
 
@@ -120,10 +119,8 @@ class Bounds:
         return bool(np.any(self.lower > 0)) or bool(np.any(self.upper < self.shoppers))
 
 
-def bounds_for(
-    celebrities: Sequence[str], limits: Mapping[str, Limits], shoppers: int
-) -> Bounds:
-    """Counts for ``shoppers`` shoppers: ``upper`` from quota and max share, ``lower`` from min share.
+def bounds_for(celebrities: Sequence[str], limits: Mapping[str, Limits], shoppers: int) -> Bounds:
+    """Counts for ``shoppers`` shoppers: ``upper`` from quota and max share, ``lower`` from min.
 
     A maximum share rounds down and a minimum share rounds up, so neither is
     ever exceeded by rounding. A celebrity missing from ``limits`` is unlimited.

@@ -20,7 +20,9 @@ from typing import Any, TypeVar
 import click
 
 from . import models_cli, store_cli
-from .batch import BadRow, escape_cell
+from .batch_assign import AssignmentReport
+from .batch_output import escape_cell
+from .batch_rows import BadRow
 from .confidence import Doubt
 from .encoders import (
     DEFAULT_MODEL,
@@ -409,6 +411,8 @@ def batch_command(
         finally:
             rejects.close()
     click.echo(f"{summary.matched} shoppers paired -> {output}", err=True)
+    if summary.assignment is not None:
+        click.echo(describe_assignment(summary.assignment), err=True)
     if summary.unsure:
         click.echo(
             f"{summary.unsure} of them unsure (confident=false: the text is unreadable,"
@@ -418,6 +422,24 @@ def batch_command(
     if summary.bad:
         click.echo(f"{summary.bad} bad rows skipped -> {rejects_path}", err=True)
         sys.exit(EXIT_BAD_ROWS)
+
+
+def describe_assignment(report: AssignmentReport) -> str:
+    """What the roster's quotas and shares did to the batch, for the planner."""
+    lines = [
+        f"quotas and shares: {report.moved:,} of {report.shoppers:,} shoppers assigned "
+        f"another celebrity than their best fit, {report.unpaired:,} left without a place; "
+        f"mean fit {report.mean_assigned:.4f} against {report.mean_best:.4f} "
+        f"without limits ({report.fit_cost:.2%} given up"
+        + (")" if report.exact else ", not proved optimal)")
+    ]
+    for celebrity, upper in report.upper.items():
+        lower = report.lower[celebrity]
+        bounds = f"at least {lower:,}, " if lower else ""
+        lines.append(
+            f"  {celebrity}: {report.counts.get(celebrity, 0):,} ({bounds}at most {upper:,})"
+        )
+    return "\n".join(lines)
 
 
 class RejectsFile:

@@ -214,7 +214,9 @@ def load_profiles(folder: str | Path, *, within: str | Path | None = None) -> Ro
     try:
         check_limits(limits, complete=len(limits) == len(active))
     except InfeasibleLimits as exc:
-        raise ProfileError([Problem(str(folder), "quota, min_share, max_share", str(exc))]) from None
+        raise ProfileError(
+            [Problem(str(folder), "quota, min_share, max_share", str(exc))]
+        ) from None
     return Roster(folder=folder, profiles=tuple(profiles), corrections=corrections)
 
 

@@ -23,6 +23,7 @@ from matcher.batch import (
     CsvPairingWriter,
     Paired,
     ShopperRow,
+    best_placed,
     escape_cell,
     input_format,
     match_rows,
@@ -170,8 +171,11 @@ def test_jsonl_output_row_shape(
     records = read_jsonl(out)
     assert [r["id"] for r in records] == [shopper_id for shopper_id, _ in GOOD_ROWS]
     for record in records:
-        assert set(record) == {"id", "matches", "confident"}
+        assert set(record) == {"id", "matches", "confident", "assigned", "assignment"}
         assert record["confident"] is True
+        # Without quotas or shares, everyone is assigned their best fit.
+        assert record["assigned"] == EXPECTED_TOP[str(record["id"])]
+        assert record["assignment"] == "best"
         matches = record["matches"]
         assert isinstance(matches, list) and len(matches) == 2
         assert matches[0]["celebrity_id"] == EXPECTED_TOP[str(record["id"])]
@@ -198,7 +202,7 @@ def test_csv_output_columns_and_values(
     with open(out, encoding="utf-8", newline="") as handle:
         header = next(csv.reader(handle))
     assert header[0] == "id"
-    assert header[-3:] == ["margin", "confident", "reason"]
+    assert header[-5:] == ["margin", "confident", "reason", "assigned", "assignment"]
     for rank in (1, 2):
         assert {f"celebrity_{rank}", f"name_{rank}", f"score_{rank}", f"reasons_{rank}"} <= set(
             header
@@ -213,6 +217,7 @@ def test_csv_output_columns_and_values(
         assert float(row["score_1"]) >= float(row["score_2"])
         assert float(row["margin"]) >= 0
         assert (row["confident"], row["reason"]) == ("true", "")
+        assert (row["assigned"], row["assignment"]) == (EXPECTED_TOP[row["id"]], "best")
         for rank in (1, 2):
             quotes = [part.split(": ", 1)[1] for part in row[f"reasons_{rank}"].split("; ")]
             assert set(quotes) <= roster_facets[row[f"celebrity_{rank}"]]
@@ -661,7 +666,9 @@ def test_formula_reason_cell_is_escaped(tmp_path: Path, prefix: str) -> None:
     with open(out, "w", encoding="utf-8", newline="") as handle:
         writer = CsvPairingWriter(handle, 1)
         writer.write(
-            Paired(ShopperRow(2, "s1", "x"), [_match("ocean", "Ocean", prefix + "cmd", "quote")])
+            best_placed(
+                Paired(ShopperRow(2, "s1", "x"), [_match("ocean", "Ocean", prefix + "cmd", "quote")])
+            )
         )
         writer.close()
 

@@ -13,7 +13,7 @@ RANKED = [("a", 0.80), ("b", 0.78), ("c", 0.50)]
 
 
 def test_without_limits_the_best_fit_wins() -> None:
-    assert choose(RANKED, {}, {"a": 500, "b": 0, "c": 0}) .index == 0
+    assert choose(RANKED, {}, {"a": 500, "b": 0, "c": 0}).index == 0
 
 
 def test_a_full_celebrity_is_skipped_and_the_reason_says_so() -> None:

@@ -58,7 +58,7 @@ def reserve(
     limits: Mapping[str, Limits],
     counts: dict[str, int],
 ) -> Choice:
-    """Choose a celebrity for one shopper under the limits and count them; ``counts`` is kept current.
+    """Choose a celebrity for one shopper under the limits and count them in ``counts`` too.
 
     The caller locks the campaign and reads ``counts`` once per transaction
     (:func:`lock_campaign`, :func:`fills`); a batch of pairings then reserves

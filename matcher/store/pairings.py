@@ -31,7 +31,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import Select, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from ..batch import escape_cell
+from ..batch_output import escape_cell
 from .campaigns import Campaign
 from .database import Database
 from .schema import BatchRow, CampaignRow, PairingRow, utcnow

@@ -16,7 +16,14 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from matcher.batch import BadRow, CsvPairingWriter, count_lines, match_rows, read_shoppers
+from matcher.batch import (
+    BadRow,
+    CsvPairingWriter,
+    best_placed,
+    count_lines,
+    match_rows,
+    read_shoppers,
+)
 from matcher.errors import MatcherError
 from matcher.files import locked, open_private
 from matcher.matching import Matcher
@@ -221,7 +228,7 @@ class JobRunner(JobFolder):
                                 job.bad_lines.append(BadLine(item.line, item.reason))
                             job.lines_done = item.line
                         else:
-                            writer.write(item)
+                            writer.write(best_placed(item))
                             # An unsure answer paired nobody: in the file, marked,
                             # but neither stored nor counted, as on the API.
                             if not item.assessment.confident:
