@@ -12,14 +12,24 @@ for a few milliseconds each while other campaigns' do not wait.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
+import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ..capacity import Limits
+from ..assignment import assign
+from ..capacity import Bounds, Limits
 from ..online import Choice, choose
 from .schema import CampaignRow, FillRow, utcnow
+
+if TYPE_CHECKING:
+    from .pairings import NewPairing
+
+#: The fit given to a celebrity missing from a shopper's ranking: never worth choosing.
+UNRANKED = -2.0
 
 
 def lock_campaign(session: Session, campaign_id: int) -> None:
@@ -70,3 +80,53 @@ def reserve(
         add_fill(session, campaign_id, celebrity)
         counts[celebrity] = counts.get(celebrity, 0) + 1
     return choice
+
+
+def remaining_bounds(
+    celebrities: Sequence[str], limits: Mapping[str, Limits], counts: Mapping[str, int], n: int
+) -> Bounds:
+    """What ``n`` more pairings may give each celebrity, given those counted so far.
+
+    Quotas leave their remaining room; shares are of every pairing once these
+    are stored. Minimums already out of reach are asked for as far as ``n`` allows.
+    """
+    total = sum(counts.values()) + n
+    lower = np.zeros(len(celebrities), np.int64)
+    upper = np.full(len(celebrities), n, np.int64)
+    for j, celebrity in enumerate(celebrities):
+        limit = limits.get(celebrity, Limits())
+        count = counts.get(celebrity, 0)
+        if limit.quota is not None:
+            upper[j] = min(upper[j], max(0, limit.quota - count))
+        if limit.max_share is not None:
+            upper[j] = min(upper[j], max(0, math.floor(limit.max_share * total) - count))
+        if limit.min_share is not None:
+            lower[j] = min(upper[j], max(0, math.ceil(limit.min_share * total) - count))
+    while lower.sum() > n:
+        lower[int(np.argmax(lower))] -= 1
+    return Bounds(lower, upper, n)
+
+
+def assign_batch(
+    items: Sequence[NewPairing], limits: Mapping[str, Limits], counts: dict[str, int]
+) -> list[tuple[str | None, str]]:
+    """The exact assignment of a stored batch over the room left: (celebrity or None, why) each."""
+    celebrities = sorted({m.celebrity_id for item in items for m in item.ranking or (item.match,)})
+    column = {celebrity: j for j, celebrity in enumerate(celebrities)}
+    scores = np.full((len(items), len(celebrities)), UNRANKED, np.float32)
+    for i, item in enumerate(items):
+        for match in item.ranking or (item.match,):
+            scores[i, column[match.celebrity_id]] = match.score
+    bounds = remaining_bounds(celebrities, limits, counts, len(items))
+    result = assign(scores, bounds)
+    full = result.counts >= bounds.upper
+    best = scores.argmax(axis=1)
+    choices: list[tuple[str | None, str]] = []
+    for i, j in enumerate(result.assigned.tolist()):
+        if j < 0:
+            choices.append((None, "full"))
+        else:
+            why = "best" if j == best[i] else ("full" if full[best[i]] else "balanced")
+            choices.append((celebrities[j], why))
+            counts[celebrities[j]] = counts.get(celebrities[j], 0) + 1
+    return choices

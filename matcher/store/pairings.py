@@ -23,17 +23,20 @@ import math
 import secrets
 import weakref
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Select, func, insert, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ..batch_output import escape_cell
+from ..capacity import Limits
 from .campaigns import Campaign
 from .database import Database
+from .fills import add_fill, assign_batch, fills, lock_campaign, reserve
 from .schema import BatchRow, CampaignRow, PairingRow, utcnow
 
 if TYPE_CHECKING:
@@ -76,6 +79,22 @@ class NewPairing:
     shopper_ref: str | None = None
     #: The client's key for the request that made this pairing; stored once per key.
     request_key: str | None = None
+    #: Every celebrity by fit, best first: under the campaign's quotas and shares
+    #: the pairing may go to another than ``match`` (``record_pairings(limits=...)``).
+    ranking: tuple[Match, ...] = ()
+
+
+@dataclass(frozen=True)
+class Assigned:
+    """Who a shopper was paired with under the limits: ``None`` when no place was left.
+
+    ``why`` is ``best`` (their best fit), ``full`` (the better fits had no
+    room) or ``balanced`` (a close fit, chosen to keep the promised shares).
+    """
+
+    celebrity_id: str | None
+    why: str
+    match: Match | None
 
 
 @dataclass(frozen=True)
@@ -105,10 +124,14 @@ class Stored:
     texts_kept: int
     replayed: bool = False
     earlier: dict[str, Earlier] | None = None
+    #: Per pairing given, in order, who it went to under the limits (with limits only).
+    assigned: list[Assigned] | None = None
 
     @property
     def count(self) -> int:
-        return len(self.refs)
+        """Pairings stored: a shopper no place was left for is not stored."""
+        unplaced = sum(a.celebrity_id is None for a in self.assigned or ())
+        return len(self.refs) - unplaced
 
 
 def find_requests(db: Database, campaign: Campaign, keys: Sequence[str]) -> dict[str, Earlier]:
@@ -155,8 +178,15 @@ def record_pairings(
     source: str,
     batch: bool = False,
     filename: str | None = None,
+    limits: Mapping[str, Limits] | None = None,
 ) -> Stored:
     """Store pairings in one transaction (all of them, or none when anything fails).
+
+    With ``limits`` (the roster's quotas and shares), each pairing goes to the
+    celebrity the limits allow, chosen from its ``ranking`` while the
+    campaign's fills are locked (``fills.py``): one shopper at a time by the
+    price rule, or, for a list stored as a batch, all at once by the exact
+    assignment over the room left. A shopper no place is left for is not stored.
 
     When ``items`` is a list whose pairings carry request keys, a request
     already stored under any of those keys is not stored again: the answer is
@@ -176,14 +206,14 @@ def record_pairings(
                 return _replay(found, keys)
             try:
                 return _insert(
-                    db, campaign, items, model_id, index_version, source, batch, filename
+                    db, campaign, items, model_id, index_version, source, batch, filename, limits
                 )
             except IntegrityError:
                 # The same request, stored by another worker since we looked: read
                 # it. A second failure is something else, and is raised.
                 if attempt:
                     raise
-    return _insert(db, campaign, items, model_id, index_version, source, batch, filename)
+    return _insert(db, campaign, items, model_id, index_version, source, batch, filename, limits)
 
 
 def _insert(
@@ -195,10 +225,19 @@ def _insert(
     source: str,
     batch: bool,
     filename: str | None,
+    limits: Mapping[str, Limits] | None = None,
 ) -> Stored:
     refs: list[str] = []
     kept = 0
+    placed: list[Assigned] | None = [] if limits else None
     with db.write() as session:
+        rows: Iterable[_Row] = (
+            _placed(session, campaign, items, limits, batch, placed)
+            if limits
+            else (
+                _Row(i.match, i.text, i.consented, i.shopper_ref, i.request_key) for i in items
+            )
+        )
         batch_id: int | None = None
         if batch:
             row = BatchRow(campaign_id=campaign.id, source=source, filename=filename, pairings=0)
@@ -207,11 +246,13 @@ def _insert(
             batch_id = row.id
         now = utcnow()
         chunk: list[dict[str, Any]] = []
-        for item in items:
+        for item in rows:
             ref = item.shopper_ref or new_shopper_ref()
+            refs.append(ref)
+            if item.match is None:
+                continue  # no place left for this shopper: answered, not stored
             keep = item.consented and campaign.store_text
             kept += keep
-            refs.append(ref)
             chunk.append(
                 {
                     "campaign_id": campaign.id,
@@ -231,6 +272,8 @@ def _insert(
                     "consent_version": campaign.consent_version if item.consented else None,
                     "shopper_text": item.text if keep else None,
                     "request_key": item.request_key,
+                    "first_choice": item.first_choice,
+                    "assignment": item.assignment,
                 }
             )
             if len(chunk) >= CHUNK:
@@ -239,8 +282,64 @@ def _insert(
         if chunk:
             session.execute(insert(PairingRow), chunk)
         if batch_id is not None:
-            session.get_one(BatchRow, batch_id).pairings = len(refs)
-    return Stored(batch_id, refs, kept)
+            session.get_one(BatchRow, batch_id).pairings = len(refs) - sum(
+                a.celebrity_id is None for a in placed or ()
+            )
+    return Stored(batch_id, refs, kept, assigned=placed)
+
+
+@dataclass(frozen=True)
+class _Row:
+    """A pairing as it is inserted: the match it went to, and why, under the limits."""
+
+    match: Match | None
+    text: str
+    consented: bool
+    shopper_ref: str | None
+    request_key: str | None
+    first_choice: str | None = None
+    assignment: str | None = None
+
+
+def _placed(
+    session: Session,
+    campaign: Campaign,
+    items: Iterable[NewPairing],
+    limits: Mapping[str, Limits],
+    batch: bool,
+    placed: list[Assigned] | None,
+) -> Iterator[_Row]:
+    """The items as rows, each sent to the celebrity the limits allow (:func:`record_pairings`)."""
+    assert placed is not None
+    lock_campaign(session, campaign.id)
+    counts = fills(session, campaign.id)
+    if batch and isinstance(items, Sequence) and len(items) > 1:
+        choices = assign_batch(items, limits, counts)
+        for celebrity in {c for c, _ in choices if c is not None}:
+            add_fill(session, campaign.id, celebrity, sum(1 for c, _ in choices if c == celebrity))
+    else:
+        choices = None
+    for position, item in enumerate(items):
+        ranking = item.ranking or (item.match,)
+        if choices is not None:
+            chosen, why = choices[position]
+            index = next((i for i, m in enumerate(ranking) if m.celebrity_id == chosen), -1)
+        else:
+            choice = reserve(
+                session, campaign.id, [(m.celebrity_id, m.score) for m in ranking], limits, counts
+            )
+            index, why = choice.index, choice.why
+        match = ranking[index] if index >= 0 else None
+        placed.append(Assigned(match.celebrity_id if match else None, why, match))
+        yield _Row(
+            match,
+            item.text,
+            item.consented,
+            item.shopper_ref,
+            item.request_key,
+            first_choice=ranking[0].celebrity_id if match and index > 0 else None,
+            assignment=why,
+        )
 
 
 # -- reports --------------------------------------------------------------------------
