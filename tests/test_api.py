@@ -85,6 +85,11 @@ def records(matches: list[Match]) -> list[dict[str, Any]]:
 # --- /match ---------------------------------------------------------------------------------
 
 
+def first_id(matcher: Matcher, text: str) -> str:
+    """The best fit by the core: the sample roster sets no quotas, so the pairing."""
+    return matcher.match(text, 1)[0].celebrity_id
+
+
 def test_match_returns_the_core_ranking(client: FlaskClient, sample_matcher: Matcher) -> None:
     response = client.post("/api/v1/match", json={"text": TEXT, "top_k": 2})
     assert response.status_code == 200
@@ -97,6 +102,10 @@ def test_match_returns_the_core_ranking(client: FlaskClient, sample_matcher: Mat
         "model": sample_matcher.index.model_id,
         "campaign": "default",
         "text_stored": False,
+        "assigned": {
+            "celebrity_id": sample_matcher.match(TEXT, 1)[0].celebrity_id,
+            "assignment": "best",
+        },
     }
 
 
@@ -146,6 +155,7 @@ def test_options_are_accepted_and_the_reference_comes_back(
         "campaign": "default",
         # The default campaign keeps a consenting shopper's text.
         "text_stored": True,
+        "assigned": {"celebrity_id": first_id(sample_matcher, TEXT), "assignment": "best"},
     }
 
 
@@ -344,8 +354,18 @@ def test_batch_pairs_every_text_in_order(client: FlaskClient, sample_matcher: Ma
     assert made.startswith("s-")
     assert body == {
         "results": [
-            {"shopper_ref": "a", "matches": records(first), "confident": True},
-            {"shopper_ref": made, "matches": records(second), "confident": True},
+            {
+                "shopper_ref": "a",
+                "matches": records(first),
+                "confident": True,
+                "assigned": {"celebrity_id": first[0].celebrity_id, "assignment": "best"},
+            },
+            {
+                "shopper_ref": made,
+                "matches": records(second),
+                "confident": True,
+                "assigned": {"celebrity_id": second[0].celebrity_id, "assignment": "best"},
+            },
         ],
         "model": sample_matcher.index.model_id,
         "campaign": "default",
@@ -372,6 +392,7 @@ def test_batch_gives_bad_texts_an_error_and_pairs_the_rest(
         "shopper_ref": "good",
         "matches": expected_records(sample_matcher, TEXT, 1),
         "confident": True,
+        "assigned": {"celebrity_id": first_id(sample_matcher, TEXT), "assignment": "best"},
     }
     for position in (0, 2, 3):
         assert set(results[position]) == {"shopper_ref", "error"}

@@ -37,7 +37,16 @@ from matcher.store.pairings import (
 )
 from matcher.text import is_unicode, ref_problem, validate_text
 
-from .campaigns import all_origins, current_campaign, current_matcher, database, store
+from .campaigns import (
+    all_origins,
+    assigned_field,
+    current_campaign,
+    current_matcher,
+    database,
+    rank,
+    rank_one,
+    store,
+)
 from .errors import ApiError, error_body
 from .hints import hint
 from .idempotency import header_key, item_key, reused_key, same_requests
@@ -238,20 +247,12 @@ def match() -> Response:
     shopper_ref = optional_ref(body)
     key = header_key()
     matcher = current_matcher()
-    matches = matcher.match(text, k)
+    matches, ranking = rank_one(matcher, text, k)
     verdict = matcher.assess(text, matches)
     if client_gone(request.environ):
         return Response(status=499)  # the client hung up: nobody to pair
-    stored = (
-        store(
-            campaign,
-            matcher,
-            [NewPairing(matches[0], text, agreed, shopper_ref, request_key=key)],
-            source="api",
-        )
-        if verdict.confident
-        else None
-    )
+    pairing = NewPairing(matches[0], text, agreed, shopper_ref, request_key=key, ranking=ranking)
+    stored = store(campaign, matcher, [pairing], source="api") if verdict.confident else None
     replayed = stored is not None and stored.replayed
     if (
         replayed
@@ -271,6 +272,7 @@ def match() -> Response:
             "model": matcher.index.model_id,
             "campaign": campaign.slug,
             "text_stored": stored is not None and stored.texts_kept > 0,
+            "assigned": assigned_field(stored, 0, key),
         },
     )
 
@@ -323,7 +325,8 @@ def match_batch() -> Response:
         for position, (text, ref, agreed) in enumerate(zip(checked, refs, consents, strict=True))
         if isinstance(text, str)
     ]
-    paired = matcher.match_many([text for _, text, _, _ in valid], k)
+    ranked = rank(matcher, [text for _, text, _, _ in valid], k)
+    paired = [matches for matches, _ in ranked]
     verdicts = [
         matcher.assess(text, matches)
         for (_, text, _, _), matches in zip(valid, paired, strict=True)
@@ -333,9 +336,11 @@ def match_batch() -> Response:
     # Only confident answers are pairings. Stored in one transaction: the whole
     # call, or (on an error) none of it.
     to_store = [
-        NewPairing(matches[0], text, agreed, ref, request_key=item_key(key, position))
-        for (position, text, ref, agreed), matches, verdict in zip(
-            valid, paired, verdicts, strict=True
+        NewPairing(
+            matches[0], text, agreed, ref, request_key=item_key(key, position), ranking=ranking
+        )
+        for (position, text, ref, agreed), (matches, ranking), verdict in zip(
+            valid, ranked, verdicts, strict=True
         )
         if verdict.confident
     ]
@@ -353,6 +358,7 @@ def match_batch() -> Response:
         made_refs = iter(stored.refs if stored else [])
     answers = iter(zip(paired, verdicts, strict=True))
     results: list[dict[str, Any]] = []
+    stored_at = 0  # the next confident item's place among those stored
     with hint_locale(body):
         for position, (ref, text) in enumerate(zip(refs, checked, strict=True)):
             if isinstance(text, InputError):
@@ -360,11 +366,16 @@ def match_batch() -> Response:
                 results.append({"shopper_ref": ref, **error})
                 continue
             matches, verdict = next(answers)
+            assigned = None
+            if verdict.confident:
+                assigned = assigned_field(stored, stored_at, item_key(key, position))
+                stored_at += 1
             results.append(
                 {
                     "shopper_ref": next(made_refs) if verdict.confident else ref,
                     "matches": [m.to_dict() for m in matches],
                     **verdict_fields(verdict),
+                    "assigned": assigned,
                 }
             )
     return replay_marked(

@@ -32,8 +32,9 @@ from typing import Any
 from flask import Flask, current_app, g
 from flask_babel import gettext
 
+from matcher.capacity import limits_of
 from matcher.errors import MatcherError
-from matcher.matching import Matcher, load_matcher
+from matcher.matching import Match, Matcher, load_matcher
 from matcher.origins import parse_origins
 from matcher.profiles import confined_folder, load_profiles
 from matcher.store import (
@@ -277,7 +278,51 @@ def store(
         source=source,
         batch=batch,
         filename=filename,
+        limits=limits_of(matcher.index.profiles) or None,
     )
+
+
+def rank(matcher: Matcher, texts: list[str], k: int) -> list[tuple[list[Match], tuple[Match, ...]]]:
+    """Each text's ``k`` best matches, and its whole ranking when the roster has limits.
+
+    Under quotas and shares the pairing may go to any celebrity, so the store
+    needs every one of them by fit; without limits the best is the pairing.
+    """
+    if not limits_of(matcher.index.profiles):
+        return [(matches, ()) for matches in matcher.match_many(texts, k)]
+    everyone = matcher.match_many(texts, matcher.roster_size)
+    return [(matches[:k], tuple(matches)) for matches in everyone]
+
+
+def rank_one(matcher: Matcher, text: str, k: int) -> tuple[list[Match], tuple[Match, ...]]:
+    """:func:`rank` for one text."""
+    if not limits_of(matcher.index.profiles):
+        return matcher.match(text, k), ()
+    everyone = matcher.match(text, matcher.roster_size)
+    return everyone[:k], tuple(everyone)
+
+
+def assigned_field(
+    stored: Stored | None, position: int = 0, key: str | None = None
+) -> dict[str, str] | None:
+    """The API's ``assigned``: who the stored pairing went to, and why.
+
+    ``position`` is the pairing's place among those given to the store, and
+    ``key`` its request key, by which a replayed answer finds the first one.
+    """
+    if stored is None:
+        return None
+    if stored.replayed:
+        earlier = (stored.earlier or {}).get(key or "")
+        if earlier is None:
+            return None
+        return {"celebrity_id": earlier.celebrity_id, "assignment": earlier.assignment or "best"}
+    if not stored.assigned or position >= len(stored.assigned):
+        return None
+    placed = stored.assigned[position]
+    if placed.celebrity_id is None:
+        return None
+    return {"celebrity_id": placed.celebrity_id, "assignment": placed.why}
 
 
 def batch_store(campaign: Campaign, matcher: Matcher) -> StoreBatch:

@@ -89,7 +89,11 @@ def same_requests(stored: Stored, index: object, answers: Sequence[tuple[str, Ma
         before = earlier.get(key)
         if before is None or before.index_version != version:
             continue
-        if before.celebrity_id != match.celebrity_id or round(before.score, 4) != round(
+        if before.first_choice is not None:
+            # Paired with another under the limits: its score is that celebrity's.
+            if before.first_choice != match.celebrity_id:
+                return False
+        elif before.celebrity_id != match.celebrity_id or round(before.score, 4) != round(
             match.score, 4
         ):
             return False

@@ -262,6 +262,30 @@ def _components(max_chars: int) -> dict[str, Any]:
                     "type": "boolean",
                     "description": "Whether the shopper's text was kept with the pairing.",
                 },
+                "assigned": _ref("Assigned"),
+            },
+        },
+        "Assigned": {
+            "type": "object",
+            "nullable": True,
+            "description": (
+                "Who the shopper is paired with under the campaign's quotas and shares; the"
+                " `matches` stay ranked by fit. Null when nobody was paired (not confident,"
+                " or no celebrity has a place left)."
+            ),
+            "required": ["celebrity_id", "assignment"],
+            "additionalProperties": False,
+            "properties": {
+                "celebrity_id": {"type": "string"},
+                "assignment": {
+                    "type": "string",
+                    "enum": ["best", "full", "balanced"],
+                    "description": (
+                        "`best`: their best fit. `full`: their better fits had no place left."
+                        " `balanced`: a close fit, chosen to keep the shares each celebrity"
+                        " was promised."
+                    ),
+                },
             },
         },
         "BatchRequest": {
@@ -325,6 +349,7 @@ def _components(max_chars: int) -> dict[str, Any]:
                 "shopper_ref": echoed_ref,
                 "matches": {"type": "array", "items": _ref("Match"), "description": "Best first."},
                 **verdict,
+                "assigned": _ref("Assigned"),
             },
         },
         "BatchFailed": {

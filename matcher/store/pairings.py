@@ -108,6 +108,10 @@ class Earlier:
     index_version: str
     batch_id: int | None
     text_kept: bool
+    #: Why ``celebrity_id`` was chosen under the limits, when there were any.
+    assignment: str | None = None
+    #: The best fit, when the limits paired the shopper with another celebrity.
+    first_choice: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,7 @@ class Stored:
     texts_kept: int
     replayed: bool = False
     earlier: dict[str, Earlier] | None = None
-    #: Per pairing given, in order, who it went to under the limits (with limits only).
+    #: Per pairing given, in order, who it went to (under the limits, when there are any).
     assigned: list[Assigned] | None = None
 
     @property
@@ -153,6 +157,8 @@ def find_requests(db: Database, campaign: Campaign, keys: Sequence[str]) -> dict
                     index_version=row.index_version,
                     batch_id=row.batch_id,
                     text_kept=row.shopper_text is not None,
+                    assignment=row.assignment,
+                    first_choice=row.first_choice,
                 )
     return found
 
@@ -229,14 +235,12 @@ def _insert(
 ) -> Stored:
     refs: list[str] = []
     kept = 0
-    placed: list[Assigned] | None = [] if limits else None
+    placed: list[Assigned] = []
     with db.write() as session:
         rows: Iterable[_Row] = (
             _placed(session, campaign, items, limits, batch, placed)
             if limits
-            else (
-                _Row(i.match, i.text, i.consented, i.shopper_ref, i.request_key) for i in items
-            )
+            else _unlimited(items, placed)
         )
         batch_id: int | None = None
         if batch:
@@ -283,7 +287,7 @@ def _insert(
             session.execute(insert(PairingRow), chunk)
         if batch_id is not None:
             session.get_one(BatchRow, batch_id).pairings = len(refs) - sum(
-                a.celebrity_id is None for a in placed or ()
+                a.celebrity_id is None for a in placed
             )
     return Stored(batch_id, refs, kept, assigned=placed)
 
@@ -301,16 +305,22 @@ class _Row:
     assignment: str | None = None
 
 
+def _unlimited(items: Iterable[NewPairing], placed: list[Assigned]) -> Iterator[_Row]:
+    """Without limits every pairing is the shopper's best fit."""
+    for item in items:
+        placed.append(Assigned(item.match.celebrity_id, "best", item.match))
+        yield _Row(item.match, item.text, item.consented, item.shopper_ref, item.request_key)
+
+
 def _placed(
     session: Session,
     campaign: Campaign,
     items: Iterable[NewPairing],
     limits: Mapping[str, Limits],
     batch: bool,
-    placed: list[Assigned] | None,
+    placed: list[Assigned],
 ) -> Iterator[_Row]:
     """The items as rows, each sent to the celebrity the limits allow (:func:`record_pairings`)."""
-    assert placed is not None
     lock_campaign(session, campaign.id)
     counts = fills(session, campaign.id)
     if batch and isinstance(items, Sequence) and len(items) > 1:

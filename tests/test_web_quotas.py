@@ -1,0 +1,62 @@
+"""Quotas through the web: the API answers who was assigned, and a full celebrity is passed over."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from web import create_app
+
+from .test_batch import LIBRARY_TEXT, OCEAN_TEXT
+from .test_batch_assign import matcher_with
+
+
+def quota_app(tmp_path: Path, database_url: str, quotas: dict[str, int]) -> Flask:
+    matcher = matcher_with(tmp_path, {name: f"quota: {n}\n" for name, n in quotas.items()})
+    return create_app(
+        {"TESTING": True, "INSTANCE_PATH": str(tmp_path), "MATCHER_DATABASE_URL": database_url},
+        matcher=matcher,
+    )
+
+
+@pytest.fixture
+def app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
+    app = quota_app(tmp_path, database_url, {"ocean": 1, "stage": 0})
+    yield app
+    app.extensions["matcher.db"].dispose()
+
+
+def test_the_api_assigns_within_the_quota_and_says_why(app: Flask) -> None:
+    client = app.test_client()
+    first = client.post("/api/v1/match", json={"text": OCEAN_TEXT}).get_json()
+    second = client.post("/api/v1/match", json={"text": OCEAN_TEXT}).get_json()
+    # The ranking is by fit either way; the assignment is beside it.
+    assert first["matches"][0]["celebrity_id"] == second["matches"][0]["celebrity_id"] == "ocean"
+    assert first["assigned"] == {"celebrity_id": "ocean", "assignment": "best"}
+    # Ocean's one place is taken, stage has none: library.
+    assert second["assigned"] == {"celebrity_id": "library", "assignment": "full"}
+
+
+def test_a_batch_call_is_assigned_exactly_and_a_retry_gets_the_same(app: Flask) -> None:
+    client = app.test_client()
+    items = [{"text": OCEAN_TEXT}, {"text": OCEAN_TEXT}, {"text": LIBRARY_TEXT}]
+    headers = {"Idempotency-Key": "batch-1"}
+    body = client.post("/api/v1/match/batch", json={"items": items}, headers=headers).get_json()
+    assigned = [r["assigned"]["celebrity_id"] for r in body["results"]]
+    assert assigned.count("ocean") == 1 and "stage" not in assigned
+    again = client.post("/api/v1/match/batch", json={"items": items}, headers=headers)
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert [r["assigned"]["celebrity_id"] for r in again.get_json()["results"]] == assigned
+
+
+def test_when_no_place_is_left_nobody_is_paired(tmp_path: Path, database_url: str) -> None:
+    app = quota_app(tmp_path, database_url, {"ocean": 1, "library": 0, "stage": 0})
+    client = app.test_client()
+    client.post("/api/v1/match", json={"text": OCEAN_TEXT})
+    late = client.post("/api/v1/match", json={"text": OCEAN_TEXT})
+    app.extensions["matcher.db"].dispose()
+    assert late.status_code == 200
+    assert late.get_json()["assigned"] is None
