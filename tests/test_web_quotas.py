@@ -12,6 +12,7 @@ from web import create_app
 
 from .test_batch import LIBRARY_TEXT, OCEAN_TEXT
 from .test_batch_assign import matcher_with
+from .test_web import post_form
 
 
 def quota_app(tmp_path: Path, database_url: str, quotas: dict[str, int]) -> Flask:
@@ -60,3 +61,22 @@ def test_when_no_place_is_left_nobody_is_paired(tmp_path: Path, database_url: st
     app.extensions["matcher.db"].dispose()
     assert late.status_code == 200
     assert late.get_json()["assigned"] is None
+
+
+def test_the_form_says_honestly_why_another_celebrity_was_chosen(app: Flask) -> None:
+    client = app.test_client()
+    status, first = post_form(client, text=OCEAN_TEXT)
+    assert status == 200 and "Ocean Star" in first and "no places left" not in first
+    status, second = post_form(client, text=OCEAN_TEXT)
+    assert status == 200
+    heading = second.split('id="result-title">', 1)[1].split("</h2>", 1)[0]
+    assert "Quiet Reader" in heading
+    assert "Ocean Star, your closest match, has no places left" in second
+
+
+def test_the_form_says_when_every_place_has_gone(tmp_path: Path, database_url: str) -> None:
+    app = quota_app(tmp_path, database_url, {"ocean": 0, "library": 0, "stage": 0})
+    _, page = post_form(app.test_client(), text=OCEAN_TEXT)
+    app.extensions["matcher.db"].dispose()
+    assert "places have gone" in page
+    assert "Your reference" not in page

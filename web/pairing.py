@@ -22,7 +22,14 @@ from matcher.profiles import Profile
 from matcher.store import NewPairing
 from matcher.text import valid_ref
 
-from .campaigns import campaign_settings, current_campaign, current_matcher, store
+from .campaigns import (
+    assigned_field,
+    campaign_settings,
+    current_campaign,
+    current_matcher,
+    rank_one,
+    store,
+)
 from .hints import hint
 from .i18n import select_locale
 from .idempotency import form_key, new_form_key, same_requests
@@ -108,6 +115,8 @@ def handle(template: str, source: str) -> tuple[str, int]:
         "error": None,
         "result": None,
         "unsure": None,
+        "assignment": None,
+        "no_place": False,
         "max_chars": MAX_TEXT_CHARS,
         "quick_picks": quick_picks(),
         "lang": lang,
@@ -125,7 +134,7 @@ def handle(template: str, source: str) -> tuple[str, int]:
         composed = compose_text(text, picked)
         try:
             matcher = current_matcher()
-            matches = matcher.match(composed, TOP_K)
+            matches, ranking = rank_one(matcher, composed, TOP_K)
         except InputError:
             status = 400
             if not composed:
@@ -147,7 +156,9 @@ def handle(template: str, source: str) -> tuple[str, int]:
                 return "", 499  # the shopper left: nobody to pair
             consented = context["consent"]
             key = form_key()
-            pairing = NewPairing(matches[0], composed, consented, context["ref"], request_key=key)
+            pairing = NewPairing(
+                matches[0], composed, consented, context["ref"], request_key=key, ranking=ranking
+            )
             stored = store(campaign, matcher, [pairing], source=source)
             if (
                 key
@@ -156,9 +167,29 @@ def handle(template: str, source: str) -> tuple[str, int]:
             ):
                 # The page's key came back with another text (the back button):
                 # a new request, stored as one.
-                pairing = NewPairing(matches[0], composed, consented, context["ref"])
+                pairing = NewPairing(
+                    matches[0], composed, consented, context["ref"], ranking=ranking
+                )
                 stored = store(campaign, matcher, [pairing], source=source)
             context["stored"] = stored
             profiles = {p.id: p for p in matcher.index.profiles}
-            context["result"] = [present(m, profiles[m.celebrity_id], lang) for m in matches]
+            assigned = assigned_field(stored, 0, key)
+            if assigned is None:
+                # Every celebrity's places have gone: nobody to pair with.
+                context["stored"] = None
+                context["no_place"] = True
+                return render_template(template, **context), status
+            chosen = next(
+                (m for m in ranking or matches if m.celebrity_id == assigned["celebrity_id"]),
+                matches[0],
+            )
+            others = [m for m in matches if m.celebrity_id != chosen.celebrity_id]
+            context["result"] = [
+                present(m, profiles[m.celebrity_id], lang) for m in [chosen, *others]
+            ]
+            if assigned["assignment"] != "best":
+                context["assignment"] = {
+                    "why": assigned["assignment"],
+                    "first": present(matches[0], profiles[matches[0].celebrity_id], lang).name,
+                }
     return render_template(template, **context), status
