@@ -80,3 +80,29 @@ def test_the_form_says_when_every_place_has_gone(tmp_path: Path, database_url: s
     app.extensions["matcher.db"].dispose()
     assert "places have gone" in page
     assert "Your reference" not in page
+
+
+def test_a_planner_upload_never_takes_more_than_the_quota(tmp_path: Path) -> None:
+    from sqlalchemy import func, select
+
+    from matcher.store.schema import PairingRow
+
+    from .test_planner import job_id_of, login, make_app, shopper_csv, upload, wait_for
+
+    matcher = matcher_with(tmp_path, {"ocean": "quota: 2\n"})
+    app = make_app(tmp_path, matcher)
+    planner = app.test_client()
+    assert login(planner).status_code == 303
+    # One place taken by a shopper on the form first.
+    post_form(app.test_client(), text=OCEAN_TEXT)
+    rows = [(f"crm-{n}", OCEAN_TEXT) for n in range(4)]
+    view = wait_for(app, job_id_of(upload(planner, "crm.csv", shopper_csv(rows))))
+    assert view.stored == 4
+    with app.extensions["matcher.db"].read() as session:
+        counts = dict(
+            session.execute(
+                select(PairingRow.celebrity_id, func.count()).group_by(PairingRow.celebrity_id)
+            ).all()
+        )
+    assert counts["ocean"] == 2
+    assert sum(counts.values()) == 5

@@ -344,6 +344,7 @@ def batch_store(campaign: Campaign, matcher: Matcher) -> StoreBatch:
             source="upload",
             batch=True,
             filename=filename,
+            limits=limits_of(matcher.index.profiles) or None,
         )
 
     return store_upload

@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from matcher.batch import (
@@ -24,6 +24,8 @@ from matcher.batch import (
     match_rows,
     read_shoppers,
 )
+from matcher.batch_assign import Placed
+from matcher.capacity import limits_of
 from matcher.errors import MatcherError
 from matcher.files import locked, open_private
 from matcher.matching import Matcher
@@ -220,7 +222,11 @@ class JobRunner(JobFolder):
                 else open(os.devnull, "w", encoding="utf-8") as spool,
             ):
                 writer = CsvPairingWriter(handle, job.k)
-                for item in match_rows(matcher, rows, k=job.k):
+                # Under quotas and shares the store chooses among every celebrity,
+                # after this whole file is matched; the file shows the ranking by fit.
+                limited = bool(limits_of(matcher.index.profiles))
+                k = matcher.roster_size if limited else job.k
+                for item in match_rows(matcher, rows, k=k):
                     with job.lock:
                         if isinstance(item, BadRow):
                             job.bad += 1
@@ -228,14 +234,16 @@ class JobRunner(JobFolder):
                                 job.bad_lines.append(BadLine(item.line, item.reason))
                             job.lines_done = item.line
                         else:
-                            writer.write(best_placed(item))
+                            top = replace(item, matches=item.matches[: job.k])
+                            writer.write(Placed(top, None, None) if limited else best_placed(top))
                             # An unsure answer paired nobody: in the file, marked,
                             # but neither stored nor counted, as on the API.
                             if not item.assessment.confident:
                                 job.unsure += 1
                             else:
                                 if job.store is not None:
-                                    spool.write(_spooled(item.row.id, item.matches[0]))
+                                    ranking = item.matches if limited else ()
+                                    spool.write(_spooled(item.row.id, item.matches[0], ranking))
                                 job.totals.add(item.matches[0])
                             job.matched += 1
                             job.lines_done = item.row.line

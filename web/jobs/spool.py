@@ -12,8 +12,9 @@ saying nothing was stored). The spool is deleted either way.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from matcher.errors import MatcherError
 from matcher.limits import MAX_REF_CHARS as _MAX_REF_CHARS
@@ -33,27 +34,39 @@ class NotStored(MatcherError):
     """The database refused the batch; nothing of it was stored."""
 
 
-def _spooled(shopper_id: str, best: Match) -> str:
-    reasons = [[r.facet, r.score, r.quote] for r in best.reasons]
-    record = [shopper_id, best.celebrity_id, best.score, best.margin, reasons]
+def _spooled(shopper_id: str, best: Match, ranking: Sequence[Match] = ()) -> str:
+    """One spool line; with the roster's limits, every celebrity by fit follows the best."""
+    record: list[Any] = [shopper_id, *_match_fields(best)]
+    if ranking:
+        record.append([_match_fields(m) for m in ranking])
     return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def _match_fields(match: Match) -> list[Any]:
+    reasons = [[r.facet, r.score, r.quote] for r in match.reasons]
+    return [match.celebrity_id, match.score, match.margin, reasons]
+
+
+def _unspooled_match(celebrity_id: str, score: float, margin: float, reasons: Any) -> Match:
+    return Match(
+        celebrity_id,
+        "",
+        "",
+        score,
+        margin,
+        1,
+        tuple(Reason(facet, r_score, quote) for facet, r_score, quote in reasons),
+    )
 
 
 def _unspooled(path: Path) -> Iterator[NewPairing]:
     """The spooled rows as pairings to store; the shoppers gave no consent, so no text."""
     with open(path, encoding="utf-8") as spool:
         for line in spool:
-            ref, celebrity_id, score, margin, reasons = json.loads(line)
-            best = Match(
-                celebrity_id,
-                "",
-                "",
-                score,
-                margin,
-                1,
-                tuple(Reason(facet, r_score, quote) for facet, r_score, quote in reasons),
-            )
+            ref, *fields = json.loads(line)
+            best = _unspooled_match(*fields[:4])
+            ranking = tuple(_unspooled_match(*m) for m in fields[4]) if len(fields) > 4 else ()
             # A reference that cannot be kept (too long, a NUL or a line break in it)
             # gets a generated one, rather than sinking the batch.
             ref = valid_ref(ref)
-            yield NewPairing(best, "", consented=False, shopper_ref=ref)
+            yield NewPairing(best, "", consented=False, shopper_ref=ref, ranking=ranking)
