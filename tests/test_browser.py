@@ -37,6 +37,8 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from matcher.matching import Matcher
+from matcher.store.database import Database
+from matcher.store.privacy import instance_copies
 from web import create_app
 from web.settings import DEFAULT_QUICK_PICKS
 
@@ -71,12 +73,21 @@ TEXT = "Slow mornings: a pot of oolong, a book of essays and ten minutes of brea
 # --- Translations ---------------------------------------------------------
 
 
-def translated(catalog: Catalog) -> dict[object, object]:
-    """The messages a catalog translates, as ``{msgid: msgstr}`` (header left out).
+def translated(catalog: Catalog) -> dict[str, object]:
+    """The messages a catalog translates, as ``{msgid: (msgid, msgstr)}`` (header left out).
 
-    Plural messages have tuples for both; none of ours do so far.
+    A plural message is keyed by its singular, as the extractor names it, and
+    holds its ids and strings as tuples; it counts only with every form filled.
     """
-    return {m.id: m.string for m in catalog if m.id and m.string and not m.fuzzy}
+    found: dict[str, object] = {}
+    for m in catalog:
+        if not m.id or m.fuzzy:
+            continue
+        forms = m.string if isinstance(m.string, (tuple, list)) else (m.string,)
+        if forms and all(forms):
+            key = m.id if isinstance(m.id, str) else m.id[0]
+            found[key] = (tuple(m.id) if isinstance(m.id, (tuple, list)) else m.id, tuple(forms))
+    return found
 
 
 def test_shipped_mo_is_the_compiled_po() -> None:
@@ -110,6 +121,15 @@ def test_default_quick_picks_are_translated() -> None:
         catalog = translated(read_po(po, locale="zh"))
     picks = {pick for group in DEFAULT_QUICK_PICKS.values() for pick in group}
     assert picks <= set(catalog), sorted(picks - set(catalog))
+
+
+def test_places_a_delete_reaches_are_translated(sqlite_database: Database, tmp_path: Path) -> None:
+    """``planner/privacy.html`` names each place by its ``Copies.name``, translated."""
+    places = {copy.name for copy in instance_copies(sqlite_database, tmp_path)}
+    assert {"corrections", "batch files"} <= places
+    with (CATALOG / "messages.po").open("rb") as po:
+        catalog = translated(read_po(po, locale="zh"))
+    assert places <= set(catalog), sorted(places - set(catalog))
 
 
 @pytest.fixture(scope="module")

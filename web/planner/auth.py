@@ -33,7 +33,7 @@ from flask import (
     session,
     url_for,
 )
-from flask_babel import gettext
+from flask_babel import gettext, ngettext
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.security import check_password_hash
 from werkzeug.wrappers import Response as BaseResponse
@@ -125,9 +125,10 @@ def known_device(user: str) -> str | None:
 def refused(wait: int) -> str:
     """The message for a client that must wait ``wait`` seconds (and its ``Retry-After``)."""
     g.retry_after = wait
-    message: str = gettext(
-        "Too many failed logins. Try again in %(minutes)d minutes.",
-        minutes=max(1, -(-wait // 60)),
+    message: str = ngettext(
+        "Too many failed logins. Try again in %(num)d minute.",
+        "Too many failed logins. Try again in %(num)d minutes.",
+        max(1, -(-wait // 60)),
     )
     return message
 

@@ -5,6 +5,11 @@
 here with the no-op marker ``N_``. Picks a planner adds later are shown as
 written. Nothing imports this module; ``tests/test_browser.py`` checks that the
 list still covers ``DEFAULT_QUICK_PICKS``.
+
+``planner/privacy.html`` names the places besides the database that a delete
+or a purge reached by their ``Copies.name``: those are listed too, and the
+same test checks that every place :func:`matcher.store.privacy.instance_copies`
+finds is among them.
 """
 
 
@@ -29,4 +34,11 @@ QUICK_PICKS = (
     N_("citrus"),
     N_("spicy"),
     N_("powdery"),
+)
+
+COPY_PLACES = (
+    # matcher.store.privacy.Corrections
+    N_("corrections"),
+    # web.jobs.erasure.BatchCopies
+    N_("batch files"),
 )
