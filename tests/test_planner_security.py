@@ -37,7 +37,7 @@ from matcher.store.schema import LoginFailureRow, PlannerSessionRow
 from matcher.store.security import client_key
 from web import create_app
 from web.campaigns import database
-from web.planner.auth import DEVICE_COOKIE
+from web.planner.auth import DEVICE_COOKIE, refused
 from web.planner.base import LOGIN_SALT
 from web.security import form_token, signed_token
 
@@ -270,6 +270,19 @@ def test_failed_logins_wait_then_the_right_password_works_again(app: Flask) -> N
     assert client.get("/planner/").status_code == 302, "the right password was not checked"
     age_failures(app, 61)
     assert login(client, ATTACKER).status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("wait", "lang", "said"),
+    [
+        pytest.param(1, "en", "Try again in 1 minute.", id="one-minute"),
+        pytest.param(61, "en", "Try again in 2 minutes.", id="minutes"),
+        pytest.param(600, "zh", "请在 10 分钟后重试。", id="chinese"),
+    ],
+)
+def test_the_wait_is_said_in_whole_minutes(app: Flask, wait: int, lang: str, said: str) -> None:
+    with app.test_request_context(f"/planner/login?lang={lang}"):
+        assert refused(wait).endswith(said)
 
 
 def test_two_workers_share_one_count(
