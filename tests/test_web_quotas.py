@@ -106,3 +106,28 @@ def test_a_planner_upload_never_takes_more_than_the_quota(tmp_path: Path) -> Non
         )
     assert counts["ocean"] == 2
     assert sum(counts.values()) == 5
+
+
+def test_the_dashboard_shows_places_against_quotas(tmp_path: Path) -> None:
+    import re
+
+    from .test_planner import login, make_app
+
+    matcher = matcher_with(tmp_path, {"ocean": "quota: 2\nmax_share: 0.5\n"})
+    app = make_app(tmp_path, matcher)
+    shopper = app.test_client()
+    for text in (OCEAN_TEXT, OCEAN_TEXT, OCEAN_TEXT, LIBRARY_TEXT):
+        post_form(shopper, text=text)
+    planner = app.test_client()
+    assert login(planner).status_code == 303
+    page = planner.get("/planner/dashboard").get_data(as_text=True)
+    assert "Places and shares" in page
+    row = page[page.index('<tr data-celebrity-id="ocean"', page.index("places-data")) :]
+    cells = re.findall(r'<td class="number">(.*?)</td>', row[: row.index("</tr>")])
+    assert cells[:2] == ["2", "2"]  # promised, quota
+    assert cells[3] == "0–50%"
+    # The chart draws ocean's running total and a dashed quota line at 2.
+    assert re.search(r'<g class="fill" data-key="ocean" data-total="2">', page)
+    assert 'class="quota" data-value="2"' in page
+    roster = planner.get("/planner/").get_data(as_text=True)
+    assert "2 · share 0–50%" in roster

@@ -10,6 +10,7 @@ attributes, and every label is escaped. Each chart names itself with
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -275,6 +276,82 @@ def stacked_days(
             f'fill="{SERIES_COLOURS[index % len(SERIES_COLOURS)]}"/>'
             f'<text x="{x + 18}" y="{y + 6}" dominant-baseline="middle" fill="{INK}">'
             f"{escape(one.label)} ({one.total})</text></g>"
+        )
+    parts.append("</g></svg>")
+    return Markup("".join(parts))
+
+
+def fill_lines(
+    days: Sequence[date],
+    series: Sequence[Series],
+    quotas: Mapping[str, int],
+    *,
+    chart_id: str,
+    title: str,
+    description: str,
+) -> Markup:
+    """Each celebrity's running total of pairings over the days, against its quota.
+
+    Args:
+        days: the days, oldest first (see :func:`per_day`).
+        series: per celebrity, the pairings of each day (summed here as it goes).
+        quotas: the celebrities with a quota: a dashed line in their colour.
+        chart_id, title, description: as for :func:`bar_chart`.
+    """
+    width, plot_height, left, right, top_pad, axis, legend_row = 720, 220, 52, 8, 16, 40, 22
+    plot_width = width - left - right
+    running = [list(itertools.accumulate(one.values)) for one in series]
+    top = max([r[-1] for r in running if r] + [quotas.get(s.key, 0) for s in series] + [1])
+    height = top_pad + plot_height + axis + len(series) * legend_row + 8
+    base = top_pad + plot_height
+    step = plot_width / max(1, len(days) - 1)
+
+    def y_of(value: float) -> float:
+        return base - plot_height * value / top
+
+    parts = [_svg_open(chart_id, width, height, title, description)]
+    parts.append(
+        f'<line x1="{left}" y1="{base}" x2="{width - right}" y2="{base}" stroke="{MUTED}"/>'
+        f'<text x="{left - 6}" y="{top_pad + 4}" text-anchor="end" fill="{MUTED}">{top}</text>'
+        f'<text x="{left - 6}" y="{base}" text-anchor="end" fill="{MUTED}">0</text>'
+    )
+    for index, (one, totals) in enumerate(zip(series, running, strict=True)):
+        colour = SERIES_COLOURS[index % len(SERIES_COLOURS)]
+        points = " ".join(
+            f"{left + n * step:.1f},{y_of(total):.1f}" for n, total in enumerate(totals)
+        )
+        last = totals[-1] if totals else 0
+        parts.append(
+            f'<g class="fill" data-key="{escape(one.key)}" data-total="{last}">'
+            f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2">'
+            f"<title>{escape(one.label)}: {last}</title></polyline>"
+        )
+        if one.key in quotas:
+            quota_y = y_of(quotas[one.key])
+            parts.append(
+                f'<line class="quota" data-value="{quotas[one.key]}" x1="{left}" '
+                f'y1="{quota_y:.1f}" x2="{width - right}" y2="{quota_y:.1f}" stroke="{colour}" '
+                f'stroke-dasharray="6 4"><title>{escape(one.label)}: quota '
+                f"{quotas[one.key]}</title></line>"
+            )
+        parts.append("</g>")
+    every = max(1, math.ceil(len(days) / 8))
+    for number, day in enumerate(days):
+        if number % every == 0:
+            parts.append(
+                f'<text x="{left + number * step:.1f}" y="{base + 18}" text-anchor="middle" '
+                f'fill="{INK}">{day.isoformat()[5:]}</text>'
+            )
+    parts.append('<g class="legend">')
+    for index, (one, totals) in enumerate(zip(series, running, strict=True)):
+        y = base + axis + index * legend_row
+        quota = f" / {quotas[one.key]}" if one.key in quotas else ""
+        parts.append(
+            f'<g class="legend-item" data-key="{escape(one.key)}">'
+            f'<rect x="{left}" y="{y}" width="12" height="12" '
+            f'fill="{SERIES_COLOURS[index % len(SERIES_COLOURS)]}"/>'
+            f'<text x="{left + 18}" y="{y + 6}" dominant-baseline="middle" fill="{INK}">'
+            f"{escape(one.label)} ({totals[-1] if totals else 0}{quota})</text></g>"
         )
     parts.append("</g></svg>")
     return Markup("".join(parts))

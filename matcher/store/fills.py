@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from ..assignment import assign
 from ..capacity import Bounds, Limits
 from ..online import Choice, choose
+from .database import Database
 from .schema import CampaignRow, FillRow, utcnow
 
 if TYPE_CHECKING:
@@ -130,3 +131,9 @@ def assign_batch(
             choices.append((celebrities[j], why))
             counts[celebrities[j]] = counts.get(celebrities[j], 0) + 1
     return choices
+
+
+def campaign_fills(db: Database, campaign_id: int) -> dict[str, int]:
+    """Pairings promised per celebrity of a campaign, for reports."""
+    with db.read() as session:
+        return fills(session, campaign_id)

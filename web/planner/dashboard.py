@@ -23,11 +23,14 @@ from flask import (
 from flask_babel import gettext
 
 from matcher.batch import escape_cell
+from matcher.capacity import limits_of
 from matcher.matching import Matcher
 from matcher.store import (
     Campaign,
+    Database,
     PairingFilter,
 )
+from matcher.store.fills import campaign_fills
 from matcher.store.pairings import (
     EXPORT_COLUMNS,
     celebrity_totals,
@@ -175,7 +178,46 @@ def dashboard() -> tuple[str, int]:
             ),
         ),
     )
+    if not report.everywhere:
+        context.update(places(db, campaign, days, series))
     return render_template("planner/dashboard.html", **context), 200
+
+
+def places(
+    db: Database, campaign: Campaign, days: list[date], series: list[charts.Series]
+) -> dict[str, Any]:
+    """Each celebrity's places promised against the roster's quotas and shares, when it has any."""
+    matcher = current_matcher()
+    limits = limits_of(matcher.index.profiles)
+    if not limits:
+        return {}
+    labels = celebrity_labels(matcher)
+    promised = campaign_fills(db, campaign.id)
+    total = sum(promised.values())
+    rows = [
+        {
+            "key": key,
+            "label": label,
+            "promised": promised.get(key, 0),
+            "limits": limits.get(key),
+            "share": promised.get(key, 0) / total if total else 0.0,
+        }
+        for key, label in labels.items()
+    ]
+    quotas = {key: lim.quota for key, lim in limits.items() if lim.quota is not None}
+    return {
+        "places": rows,
+        "fill_svg": charts.fill_lines(
+            days,
+            series,
+            quotas,
+            chart_id="chart-fill",
+            title=gettext("Places filled over time"),
+            description=gettext(
+                "Each celebrity's pairings added up day by day; a dashed line marks a quota."
+            ),
+        ),
+    }
 
 
 def _report_filename(campaign: Campaign, report: Report) -> str:
