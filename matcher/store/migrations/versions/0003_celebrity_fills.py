@@ -19,9 +19,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "celebrity_fills",
-        sa.Column(
-            "campaign_id", sa.Integer(), sa.ForeignKey("campaigns.id"), primary_key=True
-        ),
+        sa.Column("campaign_id", sa.Integer(), sa.ForeignKey("campaigns.id"), primary_key=True),
         sa.Column("celebrity_id", sa.String(100), primary_key=True),
         sa.Column("assigned", sa.BigInteger(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
