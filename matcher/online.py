@@ -36,6 +36,9 @@ PRICE_SCALE = 0.1
 #: How fast a share's price grows with its distance from the range, relative to
 #: the range: 5% past a max share of 40% (an eighth) costs about 2.5 x ``scale``.
 SHARE_STEEPNESS = 10.0
+#: The most a share's price can reach, in units of ``scale``: a shopper is moved
+#: by at most this much fit to keep a share, however far it is off.
+SHARE_CAP = 3.0
 #: Pairings before running shares start to move prices: below it a share is noise.
 SHARE_WARMUP = 50
 
@@ -46,8 +49,9 @@ class Choice:
 
     Attributes:
         index: position in the candidates given, or -1 when nobody has room.
-        why: ``"best"``; ``"full"`` when the best fits were full; ``"balanced"``
-            when a celebrity with room was passed over to keep the shares.
+        why: ``"best"``; ``"full"`` when the best fit has no place left;
+            ``"balanced"`` when it has, but its price (filling fast, or above
+            its share) or another's shortfall weighed more than the fit.
     """
 
     index: int
@@ -80,12 +84,17 @@ def prices(
             share = count / total
             if limit.max_share is not None and share > limit.max_share:
                 over = (share - limit.max_share) / max(limit.max_share, 0.01)
-                price += scale * settled * math.expm1(SHARE_STEEPNESS * over)
+                price += scale * settled * _pull(over)
             if limit.min_share is not None and share < limit.min_share:
                 under = (limit.min_share - share) / limit.min_share
-                price -= scale * settled * math.expm1(SHARE_STEEPNESS * under)
+                price -= scale * settled * _pull(under)
         result[celebrity] = price
     return result
+
+
+def _pull(distance: float) -> float:
+    """How hard a share pulls at ``distance`` from its range (relative), capped."""
+    return min(SHARE_CAP, math.expm1(SHARE_STEEPNESS * distance))
 
 
 def choose(
@@ -107,6 +116,5 @@ def choose(
     index = max(open_, key=lambda i: (ranked[i][1] - price[ids[i]], -i))
     if index == 0:
         return Choice(0, "best")
-    # Passed over the better fits: because they were full, or to keep the shares.
-    full_above = all(not math.isfinite(price[ids[i]]) for i in range(index))
-    return Choice(index, "full" if full_above else "balanced")
+    # Not their best fit: because it is full, or to keep the quotas and shares paced.
+    return Choice(index, "full" if not math.isfinite(price[ids[0]]) else "balanced")

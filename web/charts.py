@@ -326,6 +326,10 @@ def fill_lines(
             f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2">'
             f"<title>{escape(one.label)}: {last}</title></polyline>"
         )
+        parts.extend(
+            f'<circle cx="{left + n * step:.1f}" cy="{y_of(total):.1f}" r="3" fill="{colour}"/>'
+            for n, total in enumerate(totals)
+        )
         if one.key in quotas:
             quota_y = y_of(quotas[one.key])
             parts.append(
