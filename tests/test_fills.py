@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
-import queue
-import traceback
 from typing import Any
 
 from sqlalchemy import func, select
@@ -16,6 +13,7 @@ from matcher.store.fills import fills
 from matcher.store.pairings import record_pairings
 from matcher.store.schema import PairingRow
 
+from .processes import run_together
 from .test_store import make_campaign
 
 #: Ocean well ahead: no price short of a full quota makes library better.
@@ -111,46 +109,21 @@ EACH = 15
 QUOTA = 17
 
 
-def _racer(url: str, slug: str, worker: int, start: Any, results: Any) -> None:  # pragma: no cover
-    try:
-        from matcher.store.campaigns import get_campaign
+def _racer(url: str, slug: str, worker: int) -> None:  # pragma: no cover - a child process
+    from matcher.store.campaigns import get_campaign
 
-        db = Database(url)
-        campaign = get_campaign(db, slug)
-        start.wait(60)
-        for n in range(EACH):
-            store(db, campaign, [shopper(worker * 100 + n)], limits={"ocean": Limits(quota=QUOTA)})
-        db.dispose()
-        results.put((worker, "ok"))
-    except BaseException:
-        results.put((worker, traceback.format_exc()))
+    db = Database(url)
+    campaign = get_campaign(db, slug)
+    for n in range(EACH):
+        store(db, campaign, [shopper(worker * 100 + n)], limits={"ocean": Limits(quota=QUOTA)})
+    db.dispose()
 
 
 def test_processes_racing_for_the_last_places_never_exceed_the_quota(database_url: str) -> None:
     db = Database(database_url)
     db.migrate()
     campaign = make_campaign(db)
-    context = multiprocessing.get_context("spawn")
-    start = context.Barrier(WORKERS)
-    results = context.Queue()
-    processes = [
-        context.Process(target=_racer, args=(database_url, campaign.slug, n, start, results))
-        for n in range(WORKERS)
-    ]
-    for process in processes:
-        process.start()
-    outcomes: dict[int, str] = {}
-    try:
-        for _ in processes:
-            worker, outcome = results.get(timeout=180)
-            outcomes[worker] = outcome
-    except queue.Empty:
-        pass
-    finally:
-        for process in processes:
-            process.join(30)
-            if process.is_alive():
-                process.kill()
+    outcomes = run_together(_racer, [(database_url, campaign.slug, n) for n in range(WORKERS)])
     assert outcomes == {n: "ok" for n in range(WORKERS)}, "\n".join(outcomes.values())
     totals = stored_celebrities(db)
     assert totals["ocean"] == QUOTA

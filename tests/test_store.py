@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import csv
 import io
-import multiprocessing
-import queue
 import sqlite3
 import threading
 import time
-import traceback
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -56,6 +53,8 @@ from matcher.store.pairings import (
     write_csv,
 )
 from matcher.store.schema import Base, BatchRow, CampaignRow, PairingRow
+
+from .processes import run_together
 
 # Texts the fake (bag-of-words) matcher sends to each tiny-roster celebrity.
 TEXTS = {
@@ -737,66 +736,39 @@ SINGLES = 60
 BATCH = 300
 
 
-def _worker(
-    url: str, matches: list[Match], worker: int, start: Any, results: Any
-) -> None:  # pragma: no cover - runs in a child process
-    try:
-        db = Database(url)
-        start.wait(60)
-        # What a web worker does when it starts: migrate, make sure of its campaign.
-        db.migrate()
-        campaign = ensure_campaign(db, check_settings(settings(store_text=True)))
-        for n in range(SINGLES):
-            match = matches[n % len(matches)]
-            record_pairings(
-                db,
-                campaign,
-                [NewPairing(match, f"worker {worker} shopper {n}", True, f"w{worker}-{n}")],
-                model_id="m",
-                index_version="v",
-                source="form",
-            )
-            if n % 10 == 0:
-                count_pairings(db, PairingFilter(campaign.id))
+def _worker(url: str, matches: list[Match], worker: int) -> None:  # pragma: no cover - a child
+    db = Database(url)
+    # What a web worker does when it starts: migrate, make sure of its campaign.
+    db.migrate()
+    campaign = ensure_campaign(db, check_settings(settings(store_text=True)))
+    for n in range(SINGLES):
+        match = matches[n % len(matches)]
         record_pairings(
             db,
             campaign,
-            (NewPairing(matches[n % len(matches)], "batch", False) for n in range(BATCH)),
+            [NewPairing(match, f"worker {worker} shopper {n}", True, f"w{worker}-{n}")],
             model_id="m",
             index_version="v",
-            source="upload",
-            batch=True,
+            source="form",
         )
-        db.dispose()
-        results.put((worker, "ok"))
-    except BaseException:
-        results.put((worker, traceback.format_exc()))
+        if n % 10 == 0:
+            count_pairings(db, PairingFilter(campaign.id))
+    record_pairings(
+        db,
+        campaign,
+        (NewPairing(matches[n % len(matches)], "batch", False) for n in range(BATCH)),
+        model_id="m",
+        index_version="v",
+        source="upload",
+        batch=True,
+    )
+    db.dispose()
 
 
 def test_several_processes_write_at_once(database_url: str, fake_matcher: Matcher) -> None:
     """Web workers starting together on a fresh database, then writing: no lock errors."""
     matches = [best(fake_matcher, text) for text in TEXTS.values()]
-    context = multiprocessing.get_context("spawn")
-    start = context.Barrier(WORKERS)
-    results = context.Queue()
-    processes = [
-        context.Process(target=_worker, args=(database_url, matches, n, start, results))
-        for n in range(WORKERS)
-    ]
-    for process in processes:
-        process.start()
-    outcomes: dict[int, str] = {}
-    try:
-        for _ in processes:
-            worker, outcome = results.get(timeout=180)
-            outcomes[worker] = outcome
-    except queue.Empty:
-        pass
-    finally:
-        for process in processes:
-            process.join(30)
-            if process.is_alive():
-                process.kill()
+    outcomes = run_together(_worker, [(database_url, matches, n) for n in range(WORKERS)])
     assert outcomes == {n: "ok" for n in range(WORKERS)}, "\n".join(outcomes.values())
 
     db = Database(database_url)
