@@ -106,6 +106,14 @@ def test_a_planner_upload_never_takes_more_than_the_quota(tmp_path: Path) -> Non
         )
     assert counts["ocean"] == 2
     assert sum(counts.values()) == 5
+    with app.extensions["matcher.db"].read() as session:
+        moved = session.execute(
+            select(PairingRow.first_choice, PairingRow.assignment).where(
+                PairingRow.source == "upload", PairingRow.celebrity_id != "ocean"
+            )
+        ).all()
+    # Solved for the whole upload over the one place left: three moved, saying why.
+    assert [tuple(row) for row in moved] == [("ocean", "full")] * 3
 
 
 def test_the_dashboard_shows_places_against_quotas(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ for a few milliseconds each while other campaigns' do not wait.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -109,16 +109,28 @@ def remaining_bounds(
 
 
 def assign_batch(
-    items: Sequence[NewPairing], limits: Mapping[str, Limits], counts: dict[str, int]
+    items: Iterable[NewPairing],
+    celebrities: Sequence[str],
+    limits: Mapping[str, Limits],
+    counts: dict[str, int],
 ) -> list[tuple[str | None, str]]:
-    """The exact assignment of a stored batch over the room left: (celebrity or None, why) each."""
-    celebrities = sorted({m.celebrity_id for item in items for m in item.ranking or (item.match,)})
+    """The exact assignment of a stored batch over the room left: (celebrity or None, why) each.
+
+    ``items`` is read once, keeping only each shopper's fit with each of
+    ``celebrities`` (float32), so a long upload costs ``n x m`` numbers here.
+    """
     column = {celebrity: j for j, celebrity in enumerate(celebrities)}
-    scores = np.full((len(items), len(celebrities)), UNRANKED, np.float32)
-    for i, item in enumerate(items):
+    rows: list[np.ndarray] = []
+    for item in items:
+        row = np.full(len(celebrities), UNRANKED, np.float32)
         for match in item.ranking or (item.match,):
-            scores[i, column[match.celebrity_id]] = match.score
-    bounds = remaining_bounds(celebrities, limits, counts, len(items))
+            if match.celebrity_id in column:
+                row[column[match.celebrity_id]] = match.score
+        rows.append(row)
+    if not rows:
+        return []
+    scores = np.stack(rows)
+    bounds = remaining_bounds(celebrities, limits, counts, len(rows))
     result = assign(scores, bounds)
     full = result.counts >= bounds.upper
     best = scores.argmax(axis=1)

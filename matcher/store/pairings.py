@@ -23,7 +23,7 @@ import math
 import secrets
 import weakref
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -305,6 +305,20 @@ class _Row:
     assignment: str | None = None
 
 
+class Replayable(Iterable["NewPairing"]):
+    """Pairings that can be read more than once (a spool on disk).
+
+    A stored batch of them is assigned exactly: read once for every shopper's
+    fits, solved, then read again to store (``record_pairings(limits=...)``).
+    """
+
+    def __init__(self, read: Callable[[], Iterator[NewPairing]]) -> None:
+        self._read = read
+
+    def __iter__(self) -> Iterator[NewPairing]:
+        return self._read()
+
+
 def _unlimited(items: Iterable[NewPairing], placed: list[Assigned]) -> Iterator[_Row]:
     """Without limits every pairing is the shopper's best fit."""
     for item in items:
@@ -323,8 +337,12 @@ def _placed(
     """The items as rows, each sent to the celebrity the limits allow (:func:`record_pairings`)."""
     lock_campaign(session, campaign.id)
     counts = fills(session, campaign.id)
-    if batch and isinstance(items, Sequence) and len(items) > 1:
-        choices = assign_batch(items, limits, counts)
+    readable_twice = isinstance(items, Sequence | Replayable)
+    first = next(iter(items), None) if readable_twice else None
+    if batch and first is not None and not (isinstance(items, Sequence) and len(items) < 2):
+        ranking = first.ranking or (first.match,)
+        celebrities = sorted({m.celebrity_id for m in ranking} | set(limits))
+        choices = assign_batch(items, celebrities, limits, counts)
         for celebrity in {c for c, _ in choices if c is not None}:
             add_fill(session, campaign.id, celebrity, sum(1 for c, _ in choices if c == celebrity))
     else:

@@ -29,6 +29,7 @@ from matcher.capacity import limits_of
 from matcher.errors import MatcherError
 from matcher.files import locked, open_private
 from matcher.matching import Matcher
+from matcher.store.pairings import Replayable
 
 from .folder import JobFolder
 from .records import (
@@ -262,7 +263,8 @@ class JobRunner(JobFolder):
         """Store the spooled batch in one transaction; raise :class:`NotStored` if refused."""
         assert job.store is not None
         try:
-            stored = job.store(_unspooled(job.spool_path), job.filename)
+            spool = job.spool_path
+            stored = job.store(Replayable(lambda: _unspooled(spool)), job.filename)
         except Exception as exc:
             # Only the type: a database error's message can quote the values it refused.
             log.error("batch %s could not be stored: %s", job.id, type(exc).__name__)
