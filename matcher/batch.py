@@ -86,7 +86,7 @@ def read_shoppers(
     id_column: str = "id",
     text_column: str = "text",
     max_chars: int = MAX_TEXT_CHARS,
-) -> Iterator[ShopperRow | BadRow]:
+) -> ShopperRows:
     """Stream the rows of a CSV or JSON Lines file.
 
     The file is opened and a CSV header checked at once, so a file that cannot
@@ -105,11 +105,28 @@ def read_shoppers(
     handle = _open_input(path)
     try:
         if fmt == "csv":
-            return _read_csv(handle, path, id_column, text_column, max_chars)
-        return _read_jsonl(handle, id_column, text_column, max_chars)
+            return ShopperRows(handle, _read_csv(handle, path, id_column, text_column, max_chars))
+        return ShopperRows(handle, _read_jsonl(handle, id_column, text_column, max_chars))
     except BaseException:
         handle.close()
         raise
+
+
+class ShopperRows(Iterator[ShopperRow | BadRow]):
+    """The rows of an open input; :meth:`close` closes the file even before the first row."""
+
+    def __init__(self, handle: IO[str], rows: Iterator[ShopperRow | BadRow]) -> None:
+        self._handle = handle
+        self._rows = rows
+
+    def __next__(self) -> ShopperRow | BadRow:
+        return next(self._rows)
+
+    def close(self) -> None:
+        close = getattr(self._rows, "close", None)
+        if close is not None:
+            close()
+        self._handle.close()
 
 
 def check_input(path: str | Path, *, id_column: str = "id", text_column: str = "text") -> None:
@@ -386,6 +403,9 @@ def run_batch(
             writer.close()
         os.replace(tmp, output_path)
     finally:
+        # The input is open from read_shoppers on: closed here too when the
+        # output could not be written, or the matching stopped early.
+        rows.close()
         if tmp.exists():
             tmp.unlink()
     return summary

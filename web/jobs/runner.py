@@ -256,6 +256,7 @@ class JobRunner(JobFolder):
                 self._store(job)
             os.replace(part, job.output_path)
         finally:
+            rows.close()  # the input file, also when matching stopped early
             part.unlink(missing_ok=True)
             spool_path.unlink(missing_ok=True)
 
