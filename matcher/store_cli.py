@@ -333,7 +333,7 @@ def pairings_export(
 ) -> None:
     """Pairings as CSV (no shopper text), oldest first."""
     from .store import PairingFilter, get_campaign
-    from .store.pairings import write_csv
+    from .store.reports import write_csv
 
     start, end = _day(since, "--since"), _day(until, "--until")
     if start and end and start > end:

@@ -42,8 +42,8 @@ from matcher.store import (
     update_campaign,
 )
 from matcher.store.migrate import current
-from matcher.store.pairings import (
-    CHUNK,
+from matcher.store.pairings import CHUNK
+from matcher.store.reports import (
     EXPORT_COLUMNS,
     celebrity_totals,
     count_pairings,

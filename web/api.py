@@ -28,7 +28,7 @@ from matcher.limits import MAX_REF_CHARS
 from matcher.matching import DEFAULT_TOP_K
 from matcher.store import DEFAULT_SLUG, NewPairing, PairingFilter
 from matcher.store.campaigns import SLUG_PATTERN
-from matcher.store.pairings import (
+from matcher.store.reports import (
     EXPORT_COLUMNS,
     celebrity_totals,
     count_pairings,

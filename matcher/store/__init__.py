@@ -18,7 +18,8 @@ from .campaigns import (
     update_campaign,
 )
 from .database import Database, ScrubReport, default_database_url
-from .pairings import NewPairing, PairingFilter, Stored, index_version, record_pairings
+from .pairings import NewPairing, Stored, index_version, record_pairings
+from .reports import PairingFilter
 from .security import LoginThrottle, PlannerSession, ThrottlePolicy
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Storing pairings, and reading them back for the planner's reports.
+"""Storing pairings: one transaction each, within the campaign's limits, once per request key.
 
 A pairing is stored before its answer is sent (the write is committed with
 ``synchronous=FULL`` on SQLite), so an answered shopper is never missing from
@@ -17,27 +17,22 @@ what it stored.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import math
 import secrets
 import weakref
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..batch_output import escape_cell
 from ..capacity import Limits
 from .campaigns import Campaign
 from .database import Database
 from .fills import add_fill, assign_batch, fills, lock_campaign, reserve
-from .schema import BatchRow, CampaignRow, PairingRow, utcnow
+from .schema import BatchRow, PairingRow, utcnow
 
 if TYPE_CHECKING:
     from ..index import ProfileIndex
@@ -49,7 +44,6 @@ SOURCES = ("form", "embed", "api", "upload")
 CHUNK = 1000
 REF_PREFIX = "s-"
 
-Query = TypeVar("Query", bound=Select[*tuple[Any, ...]])
 
 _versions: weakref.WeakKeyDictionary[ProfileIndex, str] = weakref.WeakKeyDictionary()
 
@@ -368,124 +362,3 @@ def _placed(
             first_choice=ranking[0].celebrity_id if match and index > 0 else None,
             assignment=why,
         )
-
-
-# -- reports --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PairingFilter:
-    """Which pairings a report covers: one campaign (or all), between two days inclusive (UTC)."""
-
-    campaign_id: int | None = None
-    since: date | None = None
-    until: date | None = None
-
-    def apply(self, query: Query) -> Query:
-        if self.campaign_id is not None:
-            query = query.where(PairingRow.campaign_id == self.campaign_id)
-        if self.since is not None:
-            query = query.where(PairingRow.created_at >= _start_of(self.since))
-        # The last day a date can be (9999-12-31) has no day after it: no upper bound.
-        if self.until is not None and self.until < date.max:
-            query = query.where(PairingRow.created_at < _start_of(self.until + timedelta(days=1)))
-        return query
-
-
-def _start_of(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
-
-
-def count_pairings(db: Database, where: PairingFilter) -> int:
-    with db.read() as session:
-        return int(session.scalar(where.apply(select(func.count(PairingRow.id)))) or 0)
-
-
-def celebrity_totals(db: Database, where: PairingFilter) -> dict[str, int]:
-    query = where.apply(
-        select(PairingRow.celebrity_id, func.count(PairingRow.id)).group_by(PairingRow.celebrity_id)
-    )
-    with db.read() as session:
-        return {celebrity: int(n) for celebrity, n in session.execute(query)}
-
-
-def daily_counts(db: Database, where: PairingFilter) -> list[tuple[date, str, int]]:
-    """Pairings per UTC day and celebrity, oldest first.
-
-    Days are taken in Python from the stored times rather than by a SQL date
-    function, whose name and result type differ between SQLite and PostgreSQL;
-    only two small columns are read, streamed.
-    """
-    counts: Counter[tuple[date, str]] = Counter()
-    query = where.apply(select(PairingRow.created_at, PairingRow.celebrity_id))
-    with db.read() as session:
-        for created, celebrity in session.execute(query.execution_options(yield_per=5000)):
-            counts[(_utc(created).date(), celebrity)] += 1
-    return [(day, celebrity, n) for (day, celebrity), n in sorted(counts.items())]
-
-
-def score_bins(db: Database, where: PairingFilter, width: float) -> Counter[int]:
-    """How many pairings scored in each band ``[i * width, (i + 1) * width)``."""
-    bins: Counter[int] = Counter()
-    query = where.apply(select(PairingRow.score))
-    with db.read() as session:
-        for score in session.scalars(query.execution_options(yield_per=5000)):
-            # Rounding the quotient first keeps a score exactly on an edge (0.5500)
-            # in the band it starts, despite float noise.
-            bins[math.floor(round(score / width, 6))] += 1
-    return bins
-
-
-def _utc(moment: datetime) -> datetime:
-    """SQLite hands times back without a zone; they were stored in UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-EXPORT_COLUMNS = (
-    "created_at",
-    "campaign",
-    "shopper_ref",
-    "celebrity_id",
-    "score",
-    "margin",
-    "source",
-    "batch_id",
-    "consent_version",
-    "model",
-    "index_version",
-)
-
-
-def export_rows(db: Database, where: PairingFilter) -> Iterator[list[str]]:
-    """Rows of the planner's CSV export, oldest first; shopper text is never part of it."""
-    query = where.apply(
-        select(PairingRow, CampaignRow.slug)
-        .join(CampaignRow, CampaignRow.id == PairingRow.campaign_id)
-        .order_by(PairingRow.created_at, PairingRow.id)
-    )
-    with db.read() as session:
-        for pairing, slug in session.execute(query.execution_options(yield_per=2000)):
-            yield [
-                _utc(pairing.created_at).isoformat(timespec="seconds"),
-                slug,
-                pairing.shopper_ref,
-                pairing.celebrity_id,
-                f"{pairing.score:.4f}",
-                f"{pairing.margin:.4f}",
-                pairing.source,
-                "" if pairing.batch_id is None else str(pairing.batch_id),
-                pairing.consent_version or "",
-                pairing.model_id,
-                pairing.index_version,
-            ]
-
-
-def write_csv(db: Database, where: PairingFilter, handle: IO[str]) -> int:
-    """Write the export to ``handle``; every cell escaped against spreadsheet formulas."""
-    writer = csv.writer(handle)
-    writer.writerow(EXPORT_COLUMNS)
-    written = 0
-    for row in export_rows(db, where):
-        writer.writerow([escape_cell(cell) for cell in row])
-        written += 1
-    return written

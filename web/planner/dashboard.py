@@ -31,7 +31,7 @@ from matcher.store import (
     PairingFilter,
 )
 from matcher.store.fills import campaign_fills
-from matcher.store.pairings import (
+from matcher.store.reports import (
     EXPORT_COLUMNS,
     celebrity_totals,
     count_pairings,
