@@ -667,7 +667,9 @@ def test_formula_reason_cell_is_escaped(tmp_path: Path, prefix: str) -> None:
         writer = CsvPairingWriter(handle, 1)
         writer.write(
             best_placed(
-                Paired(ShopperRow(2, "s1", "x"), [_match("ocean", "Ocean", prefix + "cmd", "quote")])
+                Paired(
+                    ShopperRow(2, "s1", "x"), [_match("ocean", "Ocean", prefix + "cmd", "quote")]
+                )
             )
         )
         writer.close()

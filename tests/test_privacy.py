@@ -330,4 +330,3 @@ def test_a_deleted_shoppers_text_is_not_recorded_with_consent_alone(
         source="api",
     )
     assert "Secret Road" not in json.dumps(export_shopper(database, "me"))
-

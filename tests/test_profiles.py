@@ -147,14 +147,15 @@ def test_problems_never_repeat_a_files_values(body: str) -> None:
 def test_corrections_problems_never_repeat_the_line(roster_dir: Path) -> None:
     (roster_dir / "corrections.jsonl").write_text(
         f'{{"right": "{PLANTED_SECRET}", "text": "tea"}}\n'
-        f'{{"right": ["{PLANTED_SECRET}"], "text": "tea"}}\n'
-        + "[" * 100_000 + "\n",
+        f'{{"right": ["{PLANTED_SECRET}"], "text": "tea"}}\n' + "[" * 100_000 + "\n",
         encoding="utf-8",
     )
     with pytest.raises(ProfileError) as caught:
         load_profiles(roster_dir)
     found = [str(p) for p in caught.value.problems]
     assert [p.split(": ")[0] for p in found] == [
-        "corrections.jsonl:1", "corrections.jsonl:2", "corrections.jsonl:3"
+        "corrections.jsonl:1",
+        "corrections.jsonl:2",
+        "corrections.jsonl:3",
     ]
     assert not any(PLANTED_SECRET in p for p in found), found
