@@ -76,6 +76,18 @@ class Assignment:
         return 0.0 if self.best_fit == 0 else (self.best_fit - self.total_fit) / abs(self.best_fit)
 
 
+def reasons(scores: np.ndarray, bounds: Bounds, result: Assignment) -> list[str]:
+    """Why each shopper got their celebrity: ``best``; ``full`` when their best fit
+    has no room left (or nobody had room for them); ``balanced`` when it has room
+    but the bounds sent them elsewhere."""
+    best = scores.argmax(axis=1) if len(scores) else np.zeros(0, np.int64)
+    full = result.counts >= bounds.upper
+    return [
+        "full" if j < 0 else "best" if j == b else "full" if full[b] else "balanced"
+        for j, b in zip(result.assigned.tolist(), best.tolist(), strict=True)
+    ]
+
+
 def assign(
     scores: np.ndarray, bounds: Bounds, *, candidates: int = DEFAULT_CANDIDATES
 ) -> Assignment:

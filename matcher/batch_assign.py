@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .assignment import Assignment, assign
+from .assignment import Assignment, assign, reasons
 from .batch_rows import BadRow, Paired
-from .capacity import Limits, bounds_for
+from .capacity import Bounds, Limits, bounds_for
 
 #: Why a row's assigned celebrity is not its best fit, or that it is.
 BEST, FULL, BALANCED = "best", "full", "balanced"
@@ -111,11 +111,13 @@ def place_rows(
                 pickle.dump(item, handle, protocol=pickle.HIGHEST_PROTOCOL)
         sure = np.flatnonzero(np.array(confident, dtype=bool))
         matrix = np.stack(rows)[sure] if len(sure) else np.zeros((0, len(celebrities)), np.float32)
-        result = assign(matrix, bounds_for(celebrities, limits, len(sure)))
-        _report(report, result, matrix, celebrities, limits)
+        bounds = bounds_for(celebrities, limits, len(sure))
+        result = assign(matrix, bounds)
+        _report(report, result, bounds, celebrities)
         assigned = np.full(len(rows), -1, np.int32)
         assigned[sure] = result.assigned
-        full = result.counts >= bounds_for(celebrities, limits, len(sure)).upper
+        why = np.full(len(rows), None, object)
+        why[sure] = reasons(matrix, bounds, result)
         position = 0
         with open(spool, "rb") as handle:
             while True:
@@ -127,28 +129,17 @@ def place_rows(
                     yield item
                     continue
                 j = int(assigned[position])
-                best = int(np.argmax(rows[position]))
+                reason = why[position]
                 position += 1
-                if not item.assessment.confident:
-                    yield Placed(item, None, None)
-                elif j < 0:
-                    yield Placed(item, None, FULL)
-                else:
-                    why = BEST if j == best else (FULL if full[best] else BALANCED)
-                    yield Placed(item, celebrities[j], why)
+                yield Placed(item, celebrities[j] if j >= 0 else None, reason)
     finally:
         spool.unlink(missing_ok=True)
 
 
 def _report(
-    report: AssignmentReport,
-    result: Assignment,
-    matrix: np.ndarray,
-    celebrities: Sequence[str],
-    limits: Mapping[str, Limits],
+    report: AssignmentReport, result: Assignment, bounds: Bounds, celebrities: Sequence[str]
 ) -> None:
-    n = len(matrix)
-    bounds = bounds_for(celebrities, limits, n)
+    n = bounds.shoppers
     report.shoppers = n
     report.moved = result.moved
     report.unpaired = result.unassigned

@@ -20,7 +20,7 @@ import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ..assignment import assign
+from ..assignment import assign, reasons
 from ..capacity import Bounds, Limits
 from ..online import Choice, choose
 from .database import Database
@@ -132,15 +132,10 @@ def assign_batch(
     scores = np.stack(rows)
     bounds = remaining_bounds(celebrities, limits, counts, len(rows))
     result = assign(scores, bounds)
-    full = result.counts >= bounds.upper
-    best = scores.argmax(axis=1)
     choices: list[tuple[str | None, str]] = []
-    for i, j in enumerate(result.assigned.tolist()):
-        if j < 0:
-            choices.append((None, "full"))
-        else:
-            why = "best" if j == best[i] else ("full" if full[best[i]] else "balanced")
-            choices.append((celebrities[j], why))
+    for j, why in zip(result.assigned.tolist(), reasons(scores, bounds, result), strict=True):
+        choices.append((celebrities[j] if j >= 0 else None, why))
+        if j >= 0:
             counts[celebrities[j]] = counts.get(celebrities[j], 0) + 1
     return choices
 
