@@ -142,13 +142,13 @@ def utc(*args: int) -> datetime:
 
 def test_upgrade_twice_is_a_no_op(database: Database, database_url: str) -> None:
     campaign = make_campaign(database)
-    assert current(database) == "0003"
+    assert current(database) == "0007"
 
     database.migrate()
     again = Database(database_url)
     again.migrate()
 
-    assert current(again) == "0003"
+    assert current(again) == "0007"
     assert list_campaigns(again) == [campaign]
     again.dispose()
 

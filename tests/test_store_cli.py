@@ -38,7 +38,7 @@ def test_db_upgrade_creates_the_default_campaign(
         cli, ["db", "upgrade", "--database", database_url, "--profiles", str(roster_dir)]
     )
     assert result.exit_code == 0, result.output
-    assert "schema at revision 0003" in result.output
+    assert "schema at revision 0007" in result.output
     again = invoke(runner, database_url, "db", "upgrade")
     assert again.exit_code == 0, again.output
 
