@@ -27,7 +27,7 @@ from matcher.store.privacy import instance_copies, purge_expired
 from matcher.store.schema import PairingRow
 from web.jobs import Status
 
-from .test_planner import job_id_of, login, make_app, post, upload, wait_for
+from .planner.conftest import job_id_of, login, make_app, post, upload, wait_for
 from .test_web import post_form
 
 PATHS = ["form", "embed", "api", "upload", "try-box", "correction"]

@@ -87,7 +87,7 @@ def test_a_planner_upload_never_takes_more_than_the_quota(tmp_path: Path) -> Non
 
     from matcher.store.schema import PairingRow
 
-    from .test_planner import job_id_of, login, make_app, shopper_csv, upload, wait_for
+    from .planner.conftest import job_id_of, login, make_app, shopper_csv, upload, wait_for
 
     matcher = matcher_with(tmp_path, {"ocean": "quota: 2\n"})
     app = make_app(tmp_path, matcher)
@@ -119,7 +119,7 @@ def test_a_planner_upload_never_takes_more_than_the_quota(tmp_path: Path) -> Non
 def test_the_dashboard_shows_places_against_quotas(tmp_path: Path) -> None:
     import re
 
-    from .test_planner import login, make_app
+    from .planner.conftest import login, make_app
 
     matcher = matcher_with(tmp_path, {"ocean": "quota: 2\nmax_share: 0.5\n"})
     app = make_app(tmp_path, matcher)
