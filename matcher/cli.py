@@ -30,6 +30,7 @@ from .encoders import (
 from .errors import MatcherError, ProfileError
 from .limits import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_TEXT_CHARS
 from .matching import DEFAULT_TOP_K, MODELS_DIR, Match, Matcher, default_index_dir
+from .text import counted
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -294,7 +295,7 @@ def feedback_add(profiles_dir: Path, right: str, wrong: str | None, text: str) -
         profiles_dir, text, right, (p.id for p in roster.active), wrong=wrong
     )
     count = sum(1 for c in roster.corrections if c.right == right) + 1
-    click.echo(f"recorded: now {count} correction(s) for {correction.right}")
+    click.echo(f"recorded: now {counted(count, 'correction')} for {correction.right}")
 
 
 @feedback.command("list")
@@ -410,7 +411,7 @@ def batch_command(
             )
         finally:
             rejects.close()
-    click.echo(f"{summary.matched} shoppers paired -> {output}", err=True)
+    click.echo(f"{counted(summary.matched, 'shopper')} paired -> {output}", err=True)
     if summary.assignment is not None:
         click.echo(describe_assignment(summary.assignment), err=True)
     if summary.unsure:
@@ -420,7 +421,7 @@ def batch_command(
             err=True,
         )
     if summary.bad:
-        click.echo(f"{summary.bad} bad rows skipped -> {rejects_path}", err=True)
+        click.echo(f"{counted(summary.bad, 'bad row')} skipped -> {rejects_path}", err=True)
         sys.exit(EXIT_BAD_ROWS)
 
 

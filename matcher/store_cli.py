@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from .errors import InputError
+from .text import counted
 
 if TYPE_CHECKING:
     from .store import Campaign, Database
@@ -40,15 +41,48 @@ def database_option(func: F) -> F:
     )(func)
 
 
-def open_database(url: str | None) -> Database:
-    """Connect and bring the schema up to date (a no-op when it already is)."""
-    from .store import Database, default_database_url
+def open_database(url: str | None, *, profiles_dir: str | None = None) -> Database:
+    """Connect, bring the schema up to date and make sure the default campaign exists.
+
+    Both are no-ops when already done. The default campaign is what ``matcher
+    serve`` would create, so ``campaign list`` and ``pairings export --campaign
+    default`` work on an instance that never served.
+    """
+    from .store import Database, default_campaign_settings, default_database_url, ensure_campaign
 
     database = Database(url or default_database_url(instance_dir()))
     # Close pooled connections when the command ends, not whenever they are collected.
     click.get_current_context().call_on_close(database.dispose)
     database.migrate()
+    roster = profiles_dir or os.environ.get("MATCHER_PROFILES") or "profiles"
+    ensure_campaign(database, default_campaign_settings(roster))
     return database
+
+
+def checked_roster(folder: str) -> str:
+    """A roster folder that exists, lies inside ``MATCHER_ROSTERS_DIR`` when set, and validates.
+
+    Raises:
+        click.BadParameter: the folder is missing, outside the rosters root, or
+            its profiles have problems (each with file, line and field).
+    """
+    from .errors import ConfigError, ProfileError
+    from .profiles import confined_folder, load_profiles
+
+    root = os.environ.get("MATCHER_ROSTERS_DIR")
+    try:
+        path = confined_folder(root, folder) if root else Path(folder)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--profiles") from None
+    if not path.is_dir():
+        raise click.BadParameter(f"{folder} is not a folder", param_hint="--profiles")
+    try:
+        load_profiles(path, within=root)
+    except ProfileError as exc:
+        raise click.BadParameter(
+            f"{folder} cannot be used as a roster: {exc}", param_hint="--profiles"
+        ) from None
+    return folder
 
 
 @click.group("db")
@@ -68,11 +102,9 @@ def db_group() -> None:
 )
 def db_upgrade(database_url: str | None, profiles_dir: str) -> None:
     """Create or migrate the schema, and the default campaign."""
-    from .store import default_campaign_settings, ensure_campaign
     from .store.migrate import current
 
-    database = open_database(database_url)
-    ensure_campaign(database, default_campaign_settings(profiles_dir))
+    database = open_database(database_url, profiles_dir=profiles_dir)
     click.echo(f"{database.describe()}: schema at revision {current(database)}")
 
 
@@ -158,8 +190,10 @@ def campaign_add(database_url: str | None, slug: str, **options: Any) -> None:
     missing = [flag for key, flag in flags.items() if key not in values]
     if missing:
         raise click.UsageError(f"a new campaign needs {', '.join(missing)}")
+    settings = check_settings({"slug": slug, **values})
+    checked_roster(settings.profiles_dir)
     database = open_database(database_url)
-    campaign = create_campaign(database, check_settings({"slug": slug, **values}))
+    campaign = create_campaign(database, settings)
     click.echo(f"created campaign {campaign.slug}")
 
 
@@ -174,6 +208,8 @@ def campaign_set(database_url: str | None, slug: str, **options: Any) -> None:
     values = _changes(options)
     if not values:
         raise click.UsageError("name at least one setting to change")
+    if "profiles_dir" in values:
+        checked_roster(values["profiles_dir"])
     campaign = update_campaign(open_database(database_url), slug, values)
     click.echo(json.dumps(_describe(campaign), ensure_ascii=False, indent=2))
 
@@ -227,7 +263,7 @@ def privacy_export(database_url: str | None, shopper_ref: str, output: Path | No
         click.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
-        click.echo(f"wrote {len(document['pairings'])} pairing(s) to {output}", err=True)
+        click.echo(f"wrote {counted(len(document['pairings']), 'pairing')} to {output}", err=True)
 
 
 @privacy_group.command("delete")
@@ -260,7 +296,8 @@ def privacy_delete(
         click.confirm(f"Delete everything held on {shopper_ref}?", abort=True)
     database = open_database(database_url)
     deleted = delete_shopper(database, shopper_ref, texts=texts, copies=_copies(database))
-    click.echo(f"deleted {deleted.pairings} pairing(s) of {shopper_ref}; {deleted.scrub.detail}")
+    removed = counted(deleted.pairings, "pairing")
+    click.echo(f"deleted {removed} of {shopper_ref}; {deleted.scrub.detail}")
     _report_copies(deleted.copies)
     if not deleted.scrub.complete:
         sys.exit(4)
@@ -291,7 +328,7 @@ def privacy_purge(database_url: str | None, dry_run: bool) -> None:
     purged = purge_expired(database, dry_run=dry_run, copies=_copies(database))
     verb = "would delete" if dry_run else "deleted"
     for slug, count in purged.per_campaign.items():
-        click.echo(f"{slug}: {verb} {count} pairing(s)")
+        click.echo(f"{slug}: {verb} {counted(count, 'pairing')}")
     _report_copies(purged.copies)
     if purged.scrub is not None:
         click.echo(purged.scrub.detail)
@@ -346,7 +383,7 @@ def pairings_export(
         return
     with output.open("w", encoding="utf-8", newline="") as handle:
         count = write_csv(database, where, handle)
-    click.echo(f"wrote {count} pairing(s) to {output}", err=True)
+    click.echo(f"wrote {counted(count, 'pairing')} to {output}", err=True)
 
 
 COMMANDS = (db_group, campaign_group, privacy_group, pairings_group)

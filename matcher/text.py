@@ -13,6 +13,7 @@ from .limits import MAX_REF_CHARS, MAX_TEXT_CHARS
 
 __all__ = [
     "MAX_REF_CHARS",
+    "counted",
     "MAX_TEXT_CHARS",
     "has_controls",
     "is_chinese",
@@ -103,3 +104,12 @@ def is_chinese(text: str) -> bool:
     latin = sum(1 for ch in text if ch.isascii() and ch.isalpha())
     # A Han character carries about as much as a short word: weigh it up.
     return han * 3 > latin and han > 0
+
+
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """``1 pairing``, ``2 pairings``, ``12,000 shoppers``: a count with its noun agreeing.
+
+    For the command line, which speaks English; the web's pages use ngettext.
+    """
+    noun = singular if count == 1 else (plural or singular + "s")
+    return f"{count:,} {noun}"

@@ -300,7 +300,7 @@ def test_cli_feedback_add_and_list(runner: CliRunner, roster_dir: Path) -> None:
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "1 correction(s) for library" in result.output
+    assert "1 correction for library" in result.output
     listed = runner.invoke(cli, ["feedback", "list", "--profiles", str(roster_dir), "--json"])
     assert listed.exit_code == 0, listed.output
     record = json.loads(listed.output.strip())

@@ -50,6 +50,18 @@ def test_serve_refuses_a_broken_roster_in_one_line(runner: CliRunner, tmp_path: 
     assert "Traceback" not in result.output
 
 
+def test_serve_on_a_busy_port_says_to_pick_another(runner: CliRunner) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(cli, ["serve", "--host", "127.0.0.1", "--port", str(port)])
+    assert result.exit_code == 1, result.output
+    assert f"port {port} on 127.0.0.1 is already in use" in result.output
+    assert "pick another port with --port" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
 def test_serve_refuses_a_model_that_is_not_installed_in_one_line(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

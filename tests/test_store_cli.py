@@ -15,6 +15,7 @@ from matcher.cli import cli
 from matcher.matching import Matcher
 from matcher.store import Database, get_campaign, list_campaigns
 
+from .conftest import write_roster
 from .test_store import TEXTS, make_campaign, record, rows, set_created, utc
 
 
@@ -78,7 +79,10 @@ def test_an_unusable_database_is_one_line(runner: CliRunner, url: str, message: 
     assert ":pw@" not in result.output
 
 
-def test_campaign_add_list_and_set(runner: CliRunner, database_url: str) -> None:
+def test_campaign_add_list_and_set(
+    runner: CliRunner, database_url: str, roster_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MATCHER_PROFILES", "profiles")
     added = invoke(
         runner,
         database_url,
@@ -90,7 +94,7 @@ def test_campaign_add_list_and_set(runner: CliRunner, database_url: str) -> None
         "--brand",
         "Lueur",
         "--profiles",
-        "rosters/spring",
+        str(roster_dir),
         "--origin",
         "https://shop.example",
         "--origin",
@@ -104,11 +108,13 @@ def test_campaign_add_list_and_set(runner: CliRunner, database_url: str) -> None
 
     listed = invoke(runner, database_url, "campaign", "list")
     assert listed.exit_code == 0, listed.output
+    # The default campaign is there too, as ``matcher serve`` would have made it.
     assert listed.output == (
-        "spring\tSpring launch (Lueur)\trosters/spring\t30 days, keeps text with consent\n"
+        "default\tLueur launch (Lueur)\tprofiles\t180 days, keeps text with consent\n"
+        f"spring\tSpring launch (Lueur)\t{roster_dir}\t30 days, keeps text with consent\n"
     )
     as_json = invoke(runner, database_url, "campaign", "list", "--json")
-    [line] = as_json.output.splitlines()
+    [_, line] = as_json.output.splitlines()
     described = json.loads(line)
     assert described["embed_origins"] == ["https://shop.example", "https://m.shop.example"]
     assert described["retention_days"] == 30 and described["store_text"] is True
@@ -136,16 +142,98 @@ def test_campaign_add_list_and_set(runner: CliRunner, database_url: str) -> None
     ],
 )
 def test_campaign_add_errors(
-    runner: CliRunner, database_url: str, args: list[str], fragments: list[str], code: int
+    runner: CliRunner,
+    database_url: str,
+    roster_dir: Path,
+    args: list[str],
+    fragments: list[str],
+    code: int,
 ) -> None:
     db = Database(database_url)
     db.migrate()
     make_campaign(db)
-    base = ["--name", "N", "--brand", "B", "--profiles", "p"]
+    base = ["--name", "N", "--brand", "B", "--profiles", str(roster_dir)]
     result = invoke(runner, database_url, "campaign", "add", *base, *args)
     assert_one_line_error(result, *fragments, code=code)
-    assert [c.slug for c in list_campaigns(db)] == ["spring"]
+    assert "ok" not in [c.slug for c in list_campaigns(db)]
     db.dispose()
+
+
+def test_campaign_add_refuses_a_folder_that_is_not_a_roster(
+    runner: CliRunner, database_url: str, tmp_path: Path
+) -> None:
+    missing = invoke(
+        runner,
+        database_url,
+        "campaign",
+        "add",
+        "ok",
+        "--name",
+        "N",
+        "--brand",
+        "B",
+        "--profiles",
+        str(tmp_path / "nowhere"),
+    )
+    assert_one_line_error(missing, "--profiles", "nowhere is not a folder", code=2)
+    broken = write_roster(tmp_path / "broken", {"a.yaml": "id: a\nname: A\nfacets: 3\n"})
+    invalid = invoke(
+        runner,
+        database_url,
+        "campaign",
+        "add",
+        "ok",
+        "--name",
+        "N",
+        "--brand",
+        "B",
+        "--profiles",
+        str(broken),
+    )
+    assert invalid.exit_code == 2, invalid.output
+    assert "cannot be used as a roster" in invalid.output and "a.yaml" in invalid.output
+    assert "Traceback" not in invalid.output
+    db = Database(database_url)
+    db.migrate()
+    assert "ok" not in [c.slug for c in list_campaigns(db)]
+    db.dispose()
+
+
+def test_campaign_add_keeps_rosters_inside_the_rosters_root(
+    runner: CliRunner, database_url: str, tmp_path: Path, roster_dir: Path
+) -> None:
+    root = tmp_path / "rosters"
+    root.mkdir()
+    result = runner.invoke(
+        cli,
+        [
+            "campaign",
+            "add",
+            "ok",
+            "--name",
+            "N",
+            "--brand",
+            "B",
+            "--profiles",
+            str(roster_dir),
+            "--database",
+            database_url,
+        ],
+        env={"MATCHER_ROSTERS_DIR": str(root)},
+    )
+    assert_one_line_error(result, "--profiles", f"inside {root.resolve()}", code=2)
+
+
+def test_a_fresh_instance_lists_and_exports_the_default_campaign(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    env = {"MATCHER_INSTANCE_DIR": str(tmp_path / "instance"), "MATCHER_DATABASE_URL": None}
+    listed = runner.invoke(cli, ["campaign", "list"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.startswith("default\tLueur launch (Lueur)\t")
+    exported = runner.invoke(cli, ["pairings", "export", "--campaign", "default"], env=env)
+    assert exported.exit_code == 0, exported.output
+    assert exported.output.splitlines()[0].startswith("created_at,")
 
 
 def test_campaign_add_needs_name_brand_and_roster(runner: CliRunner, database_url: str) -> None:
@@ -204,7 +292,7 @@ def test_privacy_export(runner: CliRunner, stored: Database, tmp_path: Path) -> 
     result = invoke(runner, url, "privacy", "export", "me", "-o", str(target))
     assert result.exit_code == 0, result.output
     assert json.loads(target.read_text(encoding="utf-8"))["pairings"] == document["pairings"]
-    assert f"wrote 2 pairing(s) to {target}" in result.stderr
+    assert f"wrote 2 pairings to {target}" in result.stderr
 
 
 def test_privacy_delete(runner: CliRunner, stored: Database) -> None:
@@ -215,7 +303,7 @@ def test_privacy_delete(runner: CliRunner, stored: Database) -> None:
 
     result = invoke(runner, url, "privacy", "delete", "me", "--yes")
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("deleted 2 pairing(s) of me; ")
+    assert result.output.startswith("deleted 2 pairings of me; ")
     assert sorted(row.shopper_ref for row in rows(stored)) == ["=HYPERLINK(evil)", "you"]
     assert "我的秘密" not in invoke(runner, url, "privacy", "export", "me").output
 
@@ -229,17 +317,19 @@ def test_privacy_purge(runner: CliRunner, stored: Database) -> None:
     dry = invoke(runner, url, "privacy", "purge", "--dry-run")
     assert dry.exit_code == 0, dry.output
     expected_spring = 2
-    assert f"spring: would delete {expected_spring} pairing(s)" in dry.output
-    assert "autumn: would delete 1 pairing(s)" in dry.output
+    assert f"spring: would delete {expected_spring} pairings" in dry.output
+    assert "autumn: would delete 1 pairing" in dry.output
     assert len(rows(stored)) == 4
 
     result = invoke(runner, url, "privacy", "purge")
     assert result.exit_code == 0, result.output
-    assert f"spring: deleted {expected_spring} pairing(s)" in result.output
-    assert "autumn: deleted 1 pairing(s)" in result.output
+    assert f"spring: deleted {expected_spring} pairings" in result.output
+    assert "autumn: deleted 1 pairing" in result.output
     assert "you" in {row.shopper_ref for row in rows(stored)}
     again = invoke(runner, url, "privacy", "purge")
-    assert "spring: deleted 0 pairing(s)\nautumn: deleted 0 pairing(s)\n" == again.output
+    assert again.output == (
+        "spring: deleted 0 pairings\nautumn: deleted 0 pairings\ndefault: deleted 0 pairings\n"
+    )
 
 
 def _csv(text: str) -> list[dict[str, str]]:
@@ -275,7 +365,7 @@ def test_pairings_export(runner: CliRunner, stored: Database, tmp_path: Path) ->
     target = tmp_path / "out.csv"
     written = invoke(runner, url, "pairings", "export", "--since", "2026-03-03", "-o", str(target))
     assert written.exit_code == 0, written.output
-    assert f"wrote 1 pairing(s) to {target}" in written.stderr
+    assert f"wrote 1 pairing to {target}" in written.stderr
     assert [r["shopper_ref"] for r in _csv(target.read_text(encoding="utf-8"))] == ["you"]
 
 

@@ -15,7 +15,9 @@ late (docs/performance.md, "Serving: slow clients and overload").
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +120,7 @@ def serve(
     from .settings import defaults, parse_origins
 
     # Fail here, in one line, before any worker starts.
+    check_port(host, port)
     load_profiles(profiles_dir)
     check_model(model)
     # What the model's runtime loads (EmbeddingGemma's int8 graph) is checked,
@@ -149,6 +152,30 @@ def serve(
     admission = AdmissionLimits(running=1, queued=queue, wait=queue_wait)
     options = {"bind": f"{host}:{port}", "workers": workers}
     GunicornServer(config, admission, head_timeout, options).run()
+
+
+def check_port(host: str, port: int) -> None:
+    """Say at once, in one line, that the port is taken, instead of gunicorn retrying and exiting.
+
+    The probe socket is closed before the server binds; ``SO_REUSEADDR`` matches
+    what gunicorn sets, so a port left in TIME_WAIT by a stopped server is free.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise click.ClickException(
+                    f"port {port} on {host} is already in use: stop what is serving there, "
+                    f"or pick another port with --port"
+                ) from None
+            if exc.errno == errno.EACCES:
+                raise click.ClickException(
+                    f"port {port} on {host} needs privileges: pick a port above 1023 with --port"
+                ) from None
+            raise click.ClickException(f"cannot serve on {host}:{port}: {exc.strerror}") from None
 
 
 def GunicornServer(  # noqa: N802
