@@ -32,6 +32,8 @@ DEFAULT_CONSENT_TEXT = (
     "我可以随时凭参考编号索取副本或要求删除。"
 )
 DEFAULT_CONSENT_VERSION = "1"
+#: The time zone of a new campaign's dashboard days: the sample brand launches in China.
+DEFAULT_TIME_ZONE = "Asia/Shanghai"
 
 Short = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -51,6 +53,21 @@ class CampaignSettings(BaseModel):
     consent_version: Annotated[str, Field(min_length=1, max_length=40)] = DEFAULT_CONSENT_VERSION
     retention_days: Annotated[int, Field(ge=1, le=3650)] = DEFAULT_RETENTION_DAYS
     store_text: bool = False
+    #: The IANA time zone the dashboard counts the campaign's days in.
+    time_zone: Annotated[str, Field(min_length=1, max_length=64)] = DEFAULT_TIME_ZONE
+
+    @field_validator("time_zone")
+    @classmethod
+    def _time_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not a time zone: use a name such as Asia/Shanghai or Europe/Paris"
+            ) from None
+        return value
 
     @field_validator("embed_origins", mode="before")
     @classmethod

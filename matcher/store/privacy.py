@@ -29,6 +29,7 @@ from sqlalchemy import delete, select
 
 from ..feedback import erase_corrections, expire_corrections
 from .database import Database, ScrubReport
+from .events import purge_events
 from .schema import BatchRow, CampaignRow, PairingRow, as_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -204,6 +205,8 @@ class Purged:
     scrub: ScrubReport | None = None
     #: Items removed from each place outside the database, by its name.
     copies: dict[str, int] = field(default_factory=dict)
+    #: Funnel events (views, submissions, clicks) past retention, per campaign slug.
+    events: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -231,8 +234,11 @@ def purge_expired(
             for row in session.scalars(select(CampaignRow).order_by(CampaignRow.id))
         ]
     per_campaign: dict[str, int] = {}
+    events: dict[str, int] = {}
     for campaign_id, slug, days in campaigns:
         cutoff = now - timedelta(days=days)
+        # Funnel counters go with the pairings they count, at the same age.
+        events[slug] = purge_events(db, campaign_id, cutoff, dry_run=dry_run)
         old = (PairingRow.campaign_id == campaign_id) & (PairingRow.created_at < cutoff)
         if dry_run:
             with db.read() as session:
@@ -250,7 +256,7 @@ def purge_expired(
             )
     removed = {} if dry_run else {copy.name: copy.expire(now) for copy in copies}
     scrub = None if dry_run or not any(per_campaign.values()) else db.scrub()
-    return Purged(per_campaign, scrub, removed)
+    return Purged(per_campaign, scrub, removed, events)
 
 
 def _iso(moment: datetime) -> str:

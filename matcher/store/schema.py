@@ -61,6 +61,8 @@ class CampaignRow(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+    #: The IANA time zone the dashboard's days are counted in (revision 0005).
+    time_zone: Mapped[str] = mapped_column(String(64), server_default="Asia/Shanghai")
 
 
 class BatchRow(Base):
@@ -156,3 +158,26 @@ class PlannerSessionRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CampaignEventRow(Base):
+    """How many events of one kind a campaign had in one quarter of an hour (UTC).
+
+    A counter, not a log: no shopper text, address, cookie or reference, and
+    no time finer than the quarter (see :mod:`matcher.store.events`).
+    """
+
+    __tablename__ = "campaign_events"
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
+    #: The start of the quarter of an hour the events happened in, UTC.
+    slot: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    #: view, submission or cta_click.
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    #: form, embed, api or upload.
+    source: Mapped[str] = mapped_column(String(20), primary_key=True)
+    #: The page's language (en, zh).
+    language: Mapped[str] = mapped_column(String(16), primary_key=True)
+    #: The celebrity a click went to; "" for views and submissions.
+    celebrity_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
