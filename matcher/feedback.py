@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -143,11 +143,35 @@ def add_correction(
 MIN_ERASE_CHARS = 8
 
 
-def erase_corrections(folder: str | Path, texts: Iterable[str]) -> int:
-    """Remove the corrections whose text is, or contains, one of ``texts``.
+def holds_any(text: str, needles: Sequence[str]) -> bool:
+    """Whether ``text`` is, or contains, one of ``needles`` (stripped, non-empty texts).
 
-    A text of fewer than :data:`MIN_ERASE_CHARS` characters removes only
-    corrections that are exactly it. The file is rewritten atomically (0600).
+    A needle of fewer than :data:`MIN_ERASE_CHARS` characters matches only a
+    text that is exactly it, so that a slip ("a") cannot wipe every correction.
+    """
+    return any(
+        text == needle or (len(needle) >= MIN_ERASE_CHARS and needle in text) for needle in needles
+    )
+
+
+def correction_expired(created: str, cutoff: datetime) -> bool:
+    """Whether a correction made at ``created`` (ISO time) is older than ``cutoff`` (aware).
+
+    A correction without a readable time is taken as expired: its age is unknown.
+    """
+    try:
+        moment = datetime.fromisoformat(str(created))
+    except ValueError:
+        return True
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment < cutoff
+
+
+def erase_corrections(folder: str | Path, texts: Iterable[str]) -> int:
+    """Remove the corrections whose text is, or contains, one of ``texts`` (:func:`holds_any`).
+
+    The file is rewritten atomically (0600).
 
     Returns:
         How many corrections were removed.
@@ -155,35 +179,18 @@ def erase_corrections(folder: str | Path, texts: Iterable[str]) -> int:
     needles = [t.strip() for t in texts if t and t.strip()]
     if not needles:
         return 0
-
-    def holds(text: str) -> bool:
-        return any(
-            text == needle or (len(needle) >= MIN_ERASE_CHARS and needle in text)
-            for needle in needles
-        )
-
-    return _rewrite(Path(folder), lambda record: holds(str(record.get("text", ""))))
+    return _rewrite(Path(folder), lambda record: holds_any(str(record.get("text", "")), needles))
 
 
 def expire_corrections(folder: str | Path, cutoff: datetime) -> int:
     """Remove the corrections made before ``cutoff`` (an aware time), as the retention purge does.
 
-    A correction without a readable time is taken as expired: its age is unknown.
-
     Returns:
         How many corrections were removed.
     """
-
-    def old(record: dict[str, Any]) -> bool:
-        try:
-            created = datetime.fromisoformat(str(record.get("created", "")))
-        except ValueError:
-            return True
-        if created.tzinfo is None:
-            created = created.replace(tzinfo=UTC)
-        return created < cutoff
-
-    return _rewrite(Path(folder), old)
+    return _rewrite(
+        Path(folder), lambda record: correction_expired(str(record.get("created", "")), cutoff)
+    )
 
 
 def _rewrite(folder: Path, drop: Callable[[dict[str, Any]], bool]) -> int:

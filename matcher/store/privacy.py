@@ -30,6 +30,7 @@ from sqlalchemy import delete, select
 from ..feedback import erase_corrections, expire_corrections
 from .database import Database, ScrubReport
 from .events import purge_events
+from .rosters import RosterCopies
 from .schema import BatchRow, CampaignRow, PairingRow, as_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -111,9 +112,10 @@ def instance_copies(
     resolve: Callable[[str, str], Path | None] | None = None,
     extra: Iterable[Copies] = (),
 ) -> list[Copies]:
-    """Every place besides the database holding shopper data: corrections, then the
-    registered copies of the instance folder (``matcher.copies``), then ``extra``."""
-    copies: list[Copies] = [campaign_corrections(db, resolve)]
+    """Every place besides the pairings holding shopper data: corrections (in the roster
+    folders and in the published roster versions), then the registered copies of the
+    instance folder (``matcher.copies``), then ``extra``."""
+    copies: list[Copies] = [campaign_corrections(db, resolve), RosterCopies(db)]
     for entry in entry_points(group=COPIES_GROUP):
         copies.append(entry.load()(Path(instance_dir)))
     copies.extend(extra)

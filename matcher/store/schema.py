@@ -181,3 +181,56 @@ class CampaignEventRow(Base):
     #: The celebrity a click went to; "" for views and submissions.
     celebrity_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)
+
+class RosterVersionRow(Base):
+    """One published version of a campaign's roster: every profile and correction it serves.
+
+    Rows are never updated but by a privacy request, which removes a
+    shopper's text from ``corrections`` and recomputes ``content_hash``; the
+    hash (of profiles and corrections) names the index built from the version.
+    """
+
+    __tablename__ = "roster_versions"
+    __table_args__ = (
+        Index("uq_roster_versions_campaign_number", "campaign_id", "number", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    #: 1, 2, 3... per campaign; the highest is the one served.
+    number: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    profiles: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    #: Personal data: a correction filed from the try page may quote a shopper.
+    corrections: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    #: What changed since the previous version (celebrity ids and counts, never text).
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    author: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str] = mapped_column(Text)
+    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RosterDraftRow(Base):
+    """A campaign's roster being edited in the planner area, not yet served."""
+
+    __tablename__ = "roster_drafts"
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
+    profiles: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    #: The published version the draft started from.
+    base_number: Mapped[int | None] = mapped_column(Integer)
+    author: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class InstanceSecretRow(Base):
+    """A secret every worker of every machine on this database shares (session signing)."""
+
+    __tablename__ = "instance_secrets"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
