@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from flask import Flask
 from sqlalchemy import func, select
 
 from matcher.errors import InputError
+from matcher.matching import Matcher
 from matcher.store import Database
 from matcher.store.events import (
     EventCount,
@@ -21,8 +25,11 @@ from matcher.store.events import (
 from matcher.store.privacy import purge_expired
 from matcher.store.schema import CampaignEventRow
 
+from .conftest import make_app
 from .processes import run_together
 from .test_store import make_campaign
+
+TEXT = "Slow mornings with oolong tea, a book of essays and ten minutes of meditation."
 
 
 def at(text: str) -> datetime:
@@ -253,3 +260,51 @@ def test_a_campaign_starts_in_shanghai_time_and_takes_only_real_zones(database: 
     )
     with pytest.raises(InputError, match="time_zone: 'Mars/Olympus' is not a time zone"):
         update_campaign(database, campaign.slug, {"time_zone": "Mars/Olympus"})
+
+
+# -- counted by the web as requests end ---------------------------------------------------
+
+
+def counted(db: Database) -> dict[tuple[str, str, str], int]:
+    """Every event counted so far, by (kind, source, language)."""
+    totals: dict[tuple[str, str, str], int] = {}
+    for one in daily_events(db, EventFilter(None)):
+        key = (one.kind, one.source, one.language)
+        totals[key] = totals.get(key, 0) + one.count
+    return totals
+
+
+def test_pages_and_api_calls_count_views_and_submissions(db_app: Flask, db: Database) -> None:
+    client = db_app.test_client()
+    page = client.get("/?lang=zh").get_data(as_text=True)
+    client.get("/embed?lang=en")
+    client.get("/embed?lang=en")
+    client.get("/healthz")  # not a shopper page
+    client.get("/r/not-a-result")  # an unknown result is not a view
+    token = re.search(r'name="token" value="([^"]+)"', page)
+    assert token
+    sent = client.post("/", data={"token": token.group(1), "text": TEXT, "lang": "zh"})
+    assert sent.status_code < 400
+    refused = client.post("/", data={"token": "forged", "text": TEXT})
+    assert refused.status_code == 403  # refused: not a submission
+    assert client.post("/api/v1/match", json={"text": TEXT}).status_code == 200
+    items = [{"text": TEXT}, {"text": "Karaoke with friends until sunrise."}]
+    batch = client.post("/api/v1/match/batch", json={"items": items})
+    assert batch.status_code == 200, batch.get_data(as_text=True)
+    keyed = {"Idempotency-Key": "retry-1"}
+    client.post("/api/v1/match", json={"text": TEXT}, headers=keyed)
+    replay = client.post("/api/v1/match", json={"text": TEXT}, headers=keyed)
+    assert replay.headers.get("Idempotent-Replayed") == "true"
+    assert client.post("/api/v1/match", json={"text": ""}).status_code == 400
+    assert counted(db) == {
+        ("view", "form", "zh"): 1,
+        ("view", "embed", "en"): 2,
+        ("submission", "form", "zh"): 1,
+        ("submission", "api", "en"): 4,  # one, two in a batch, one keyed; the replay is not new
+    }
+
+
+def test_counting_can_be_turned_off(tmp_path: Path, sample_matcher: Matcher) -> None:
+    app = make_app(tmp_path, sample_matcher, MATCHER_COUNT_EVENTS=False)
+    app.test_client().get("/")
+    assert counted(app.extensions["matcher.db"]) == {}
