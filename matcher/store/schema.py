@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
 )
@@ -182,6 +183,7 @@ class CampaignEventRow(Base):
     celebrity_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)
 
+
 class RosterVersionRow(Base):
     """One published version of a campaign's roster: every profile and correction it serves.
 
@@ -234,3 +236,58 @@ class InstanceSecretRow(Base):
     value: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
+
+class CampaignBrandingRow(Base):
+    """How a campaign's shopper pages look and read: one validated document per campaign.
+
+    ``settings`` is a :class:`matcher.store.branding.Branding` dumped to JSON:
+    colours, fonts, copy and consent per language, facet labels and, per
+    celebrity, display names, lines and a call-to-action link (revision 0004).
+    """
+
+    __tablename__ = "campaign_branding"
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class BrandImageRow(Base):
+    """A campaign's logo or a celebrity's portrait, decoded, checked and re-encoded when uploaded.
+
+    In the database, so every server answers with the same bytes; ``digest``
+    names the version, for the URL and for caching.
+    """
+
+    __tablename__ = "brand_images"
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
+    #: ``logo`` or ``portrait:<celebrity id>``.
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    content_type: Mapped[str] = mapped_column(String(40))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    digest: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class SharedResultRow(Base):
+    """A result a shopper can reopen and share: who they were paired with, never what they wrote.
+
+    ``token`` is random (the URL's only key); ``details`` holds the facets the
+    reasons came from, the runners-up and their fit, and why the pairing went
+    where it did under the campaign's limits: names and figures, no text.
+    """
+
+    __tablename__ = "shared_results"
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    celebrity_id: Mapped[str] = mapped_column(String(100))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
