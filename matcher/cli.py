@@ -366,16 +366,16 @@ def batch_command(
     """
     from tqdm import tqdm
 
-    from .batch import check_input, count_lines, input_format, run_batch
+    from .batch import check_input, count_rows, nothing_read, output_format, run_batch
 
     check_input(input_path, id_column=id_column, text_column=text_column)
-    input_format(output)
+    output_format(output)
     matcher = _open_matcher(profiles_dir, model, index_dir)
     rejects_path = output.with_name(output.name + ".rejects.csv")
     rejects = RejectsFile(rejects_path)
     shown = 0
     with tqdm(
-        total=max(count_lines(input_path), 1),
+        total=max(count_rows(input_path), 1),
         unit=" rows",
         disable=quiet,
         file=sys.stderr,
@@ -386,9 +386,8 @@ def batch_command(
 
         def on_row(line: int) -> None:
             nonlocal done
-            if line > done:
-                bar.update(line - done)
-                done = line
+            done += 1  # rows, not lines: the header is not a shopper
+            bar.update(1)
 
         def on_bad_row(row: BadRow) -> None:
             nonlocal shown
@@ -411,6 +410,10 @@ def batch_command(
             )
         finally:
             rejects.close()
+    problem = nothing_read(summary, input_path.name)
+    if problem is not None:
+        click.echo(f"error: {problem}; rejects -> {rejects_path}", err=True)
+        sys.exit(1)
     click.echo(f"{counted(summary.matched, 'shopper')} paired -> {output}", err=True)
     if summary.assignment is not None:
         click.echo(describe_assignment(summary.assignment), err=True)

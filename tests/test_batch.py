@@ -120,6 +120,7 @@ def roster_facets(roster_dir: Path) -> dict[str, set[str]]:
         pytest.param("shoppers.tsv", "csv", id="tsv"),
         pytest.param("shoppers.jsonl", "jsonl", id="jsonl"),
         pytest.param("shoppers.ndjson", "jsonl", id="ndjson"),
+        pytest.param("Shoppers.XLSX", "xlsx", id="xlsx"),
     ],
 )
 def test_input_format_from_extension(name: str, expected: str) -> None:
@@ -131,7 +132,7 @@ def test_input_format_from_extension(name: str, expected: str) -> None:
     [
         pytest.param("shoppers.txt", id="txt"),
         pytest.param("shoppers.json", id="json"),
-        pytest.param("shoppers.xlsx", id="xlsx"),
+        pytest.param("shoppers.xls", id="old-excel"),
         pytest.param("shoppers", id="no-extension"),
     ],
 )
@@ -145,7 +146,7 @@ def test_unknown_extension_is_batch_input_error(name: str) -> None:
 def test_formats_round_trip_in_input_order(
     fake_matcher: Matcher, tmp_path: Path, in_name: str, out_name: str
 ) -> None:
-    rows = [(f"shopper-{n}", text) for n in range(4) for _, text in GOOD_ROWS]
+    rows = [(f"shopper-{n}-{i}", text) for n in range(4) for i, (_, text) in enumerate(GOOD_ROWS)]
     source = write_input(tmp_path / in_name, rows)
     out = tmp_path / out_name
 
@@ -559,7 +560,7 @@ def test_summary_keeps_the_first_bad_rows_and_counts_all(
         pytest.param(b"", "empty", id="empty-file"),
         pytest.param(b"\xef\xbb\xbf", "empty", id="bom-only"),
         pytest.param(b"i\xffd,text\r\na,surfing\r\n", "utf-8", id="non-utf8-header"),
-        pytest.param(b"\xff\xfei\x00d\x00,\x00t\x00\r\n", "utf-8", id="utf16-file"),
+        pytest.param(b"\xff\xfei\x00d\x00,\x00t\x00\r\n", "no 'text' column", id="utf16-no-text"),
     ],
 )
 def test_unreadable_csv_is_batch_input_error(
