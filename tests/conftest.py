@@ -6,9 +6,12 @@ import os
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from flask import Flask
+from flask.testing import FlaskClient
 
 from matcher.encoders import DEFAULT_MODEL, Encoder, load_encoder
 from matcher.index import build_index
@@ -173,3 +176,70 @@ def sqlite_database(sqlite_url: str) -> Iterator[Database]:
     db.migrate()
     yield db
     db.dispose()
+
+
+# -- web apps ----------------------------------------------------------------------------
+
+PLANNER_PASSWORD = "s3cret"
+#: Apps made by the running test, whose database connections close when it ends.
+_apps: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def close_databases() -> Iterator[None]:
+    yield
+    while _apps:
+        _apps.pop().extensions["matcher.db"].dispose()
+
+
+def make_app(tmp_path: Path, matcher: Matcher, **config: Any) -> Flask:
+    """The web app on ``matcher``, with a planner account and a copy of the sample roster.
+
+    ``config`` overrides any setting, e.g. ``MATCHER_DATABASE_URL``. Rosters of
+    new campaigns must lie inside ``tmp_path``; the instance folder is ``tmp_path/instance``.
+    """
+    import shutil
+
+    from web import create_app
+
+    profiles = tmp_path / "profiles"
+    if not profiles.exists():
+        shutil.copytree(SAMPLE_PROFILES, profiles)
+    settings = {
+        "TESTING": True,
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "MATCHER_PROFILES": str(profiles),
+        "MATCHER_INDEX_DIR": None,
+        "MATCHER_PLANNER_USER": "planner",
+        "MATCHER_PLANNER_PASSWORD": PLANNER_PASSWORD,
+        "MATCHER_EMBED_ORIGINS": None,
+        "MATCHER_ROSTERS_DIR": str(tmp_path),
+    }
+    settings.update(config)
+    app = create_app(settings, matcher=matcher)
+    _apps.append(app)
+    return app
+
+
+@pytest.fixture
+def app(tmp_path: Path, sample_matcher: Matcher) -> Flask:
+    """The app on the real model and the sample roster, with a SQLite database."""
+    return make_app(tmp_path, sample_matcher)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def db_app(tmp_path: Path, sample_matcher: Matcher, database_url: str) -> Flask:
+    """The app on each test database (SQLite, and PostgreSQL when configured)."""
+    return make_app(tmp_path, sample_matcher, MATCHER_DATABASE_URL=database_url)
+
+
+@pytest.fixture
+def db(db_app: Flask) -> Database:
+    """The database of ``db_app``."""
+    database: Database = db_app.extensions["matcher.db"]
+    return database

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +19,6 @@ from sqlalchemy import func, select
 from matcher.matching import Matcher
 from matcher.store import Database, NewPairing, get_campaign, index_version, record_pairings
 from matcher.store.schema import BatchRow, PairingRow
-from web import create_app
 
 from .test_web import token_from
 
@@ -30,28 +27,9 @@ OTHER = "weekend treks between mountain huts, phone switched off"
 
 
 @pytest.fixture
-def app(sample_matcher: Matcher, tmp_path: Path, database_url: str) -> Iterator[Flask]:
-    app = create_app(
-        {
-            "TESTING": True,
-            "INSTANCE_PATH": str(tmp_path / "instance"),
-            "MATCHER_DATABASE_URL": database_url,
-        },
-        matcher=sample_matcher,
-    )
-    yield app
-    app.extensions["matcher.db"].dispose()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-@pytest.fixture
-def db(app: Flask) -> Database:
-    database: Database = app.extensions["matcher.db"]
-    return database
+def app(db_app: Flask) -> Flask:
+    """Every test here runs on SQLite and, when configured, PostgreSQL."""
+    return db_app
 
 
 def rows(db: Database) -> list[PairingRow]:

@@ -17,7 +17,6 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,7 +28,6 @@ from sqlalchemy import select
 from matcher.matching import Matcher
 from matcher.store import CampaignSettings, Database, create_campaign
 from matcher.store.schema import BatchRow, PairingRow
-from web import create_app
 
 from .conftest import SAMPLE_PROFILES, write_roster
 from .test_serve import free_port
@@ -39,28 +37,9 @@ TEXT = "quiet mornings with green tea, linen shirts and a good novel"
 
 
 @pytest.fixture
-def app(sample_matcher: Matcher, tmp_path: Path, database_url: str) -> Iterator[Flask]:
-    app = create_app(
-        {
-            "TESTING": True,
-            "INSTANCE_PATH": str(tmp_path / "instance"),
-            "MATCHER_DATABASE_URL": database_url,
-        },
-        matcher=sample_matcher,
-    )
-    yield app
-    app.extensions["matcher.db"].dispose()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-@pytest.fixture
-def db(app: Flask) -> Database:
-    database: Database = app.extensions["matcher.db"]
-    return database
+def app(db_app: Flask) -> Flask:
+    """Every test here runs on SQLite and, when configured, PostgreSQL."""
+    return db_app
 
 
 def pairings(db: Database) -> list[PairingRow]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import shutil
 import time
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
@@ -32,19 +31,18 @@ from flask.testing import FlaskClient
 from markupsafe import escape
 from sqlalchemy import select, update
 
-from matcher.matching import Matcher
 from matcher.store import Campaign, find_campaign
 from matcher.store.schema import PairingRow
-from web import create_app
 from web.campaigns import database
 from web.jobs import JobRegistry, JobView
 from web.planner import job_registry
 from web.planner.base import LOGIN_SALT
 from web.security import form_token, signed_token
 
-from ..conftest import SAMPLE_PROFILES
+from ..conftest import PLANNER_PASSWORD
+from ..conftest import make_app as make_app
 
-PASSWORD = "s3cret"
+PASSWORD = PLANNER_PASSWORD
 JOB_TIMEOUT = 60.0
 #: Texts that fit different celebrities of the sample roster.
 SHOPPER_TEXTS = [
@@ -64,54 +62,6 @@ SHOPPER_TEXTS = [
 
 
 # -- fixtures and helpers ---------------------------------------------------------------
-
-
-#: Apps made by the running test, whose database connections close when it ends.
-_apps: list[Flask] = []
-
-
-@pytest.fixture(autouse=True)
-def close_databases() -> Any:
-    yield
-    while _apps:
-        database(_apps.pop()).dispose()
-
-
-def make_app(tmp_path: Path, matcher: Matcher, **config: Any) -> Flask:
-    profiles = tmp_path / "profiles"
-    if not profiles.exists():
-        shutil.copytree(SAMPLE_PROFILES, profiles)
-    settings = {
-        "TESTING": True,
-        "INSTANCE_PATH": str(tmp_path / "instance"),
-        "MATCHER_PROFILES": str(profiles),
-        "MATCHER_INDEX_DIR": None,
-        "MATCHER_PLANNER_USER": "planner",
-        "MATCHER_PLANNER_PASSWORD": PASSWORD,
-        "MATCHER_EMBED_ORIGINS": None,
-        # Campaign rosters must be inside this folder; the tests make theirs in tmp_path.
-        "MATCHER_ROSTERS_DIR": str(tmp_path),
-    }
-    settings.update(config)
-    app = create_app(settings, matcher=matcher)
-    _apps.append(app)
-    return app
-
-
-@pytest.fixture
-def app(tmp_path: Path, sample_matcher: Matcher) -> Flask:
-    return make_app(tmp_path, sample_matcher)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-@pytest.fixture
-def db_app(tmp_path: Path, sample_matcher: Matcher, database_url: str) -> Flask:
-    """The app on each test database (SQLite, and PostgreSQL when configured)."""
-    return make_app(tmp_path, sample_matcher, MATCHER_DATABASE_URL=database_url)
 
 
 @pytest.fixture
