@@ -31,7 +31,7 @@ passes), :mod:`.auth`, :mod:`.roster`, :mod:`.batches`, :mod:`.dashboard`,
 
 from __future__ import annotations
 
-from . import auth, batches, campaigns, dashboard, privacy, roster
+from . import auth, batches, campaigns, casting, dashboard, privacy, roster
 from .auth import check_report_login, login_throttle, password_matches
 from .base import bp, job_registry
 
@@ -40,6 +40,7 @@ __all__ = [
     "batches",
     "bp",
     "campaigns",
+    "casting",
     "check_report_login",
     "dashboard",
     "job_registry",
