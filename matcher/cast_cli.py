@@ -19,7 +19,7 @@ from .errors import InputError
 from .progress import Bars
 
 if TYPE_CHECKING:
-    from .casting import Casting, CastingProblem
+    from .casting import Casting
 
 
 @click.command("cast")
@@ -116,9 +116,7 @@ def cast(
     finally:
         bars.close()
     try:
-        casting = problem.solve(method="exact" if exact else "greedy")
-        if lang != "en":
-            casting = _in_language(problem, casting, lang)
+        casting = problem.solve(method="exact" if exact else "greedy", lang=lang)
     except BriefError as exc:
         for issue in exc.problems:
             click.echo(f"error: {issue}", err=True)
@@ -128,23 +126,6 @@ def cast(
         click.echo(json.dumps(record, ensure_ascii=False))
         return
     _print(brief.product or brief_path.name, len(pool), casting)
-
-
-def _in_language(problem: CastingProblem, casting: Casting, lang: str) -> Casting:
-    from .casting import Casting
-
-    again = problem.evaluate(list(casting.ids), lang=lang)
-    return Casting(
-        ids=casting.ids,
-        value=casting.value,
-        parts=casting.parts,
-        faces=again.faces,
-        coverage=again.coverage,
-        method=casting.method,
-        guarantee=casting.guarantee,
-        bound=casting.bound,
-        retrieval=casting.retrieval,
-    )
 
 
 def _read_shoppers(path: Path) -> list[str]:

@@ -152,8 +152,11 @@ class CastingProblem:
             out.append(where[position])
         return out
 
-    def solve(self, *, method: str = "greedy") -> Casting:
+    def solve(self, *, method: str = "greedy", lang: str = "en") -> Casting:
         """Choose ``k`` faces by ``"greedy"`` (lazy greedy) or ``"exact"`` (HiGHS).
+
+        Args:
+            lang: the language of the quotes (``"en"`` or ``"zh"``), when a profile has it.
 
         Raises:
             BriefError: a forced or excluded id is not in the pool.
@@ -170,7 +173,7 @@ class CastingProblem:
             max_per_category=self.brief.max_per_category,
         )
         ids = [self.pool.profiles[int(self.considered[c])].id for c in selection.chosen]
-        casting = self.evaluate(ids)
+        casting = self.evaluate(ids, lang=lang)
         return Casting(
             ids=casting.ids,
             value=selection.value,
