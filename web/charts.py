@@ -359,3 +359,132 @@ def fill_lines(
         )
     parts.append("</g></svg>")
     return Markup("".join(parts))
+
+
+#: The funnel's steps, darkest first: one hue, so the eye reads one flow narrowing.
+FUNNEL_COLOURS = ("#5c3a1a", "#8a5a2b", "#b07d4f", "#d1a77c")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the funnel: its count and, after the first, how it compares with the one before.
+
+    ``rate`` is ``None`` when it cannot be worked out (nothing at the step before,
+    or a filter the step is not counted by); ``note`` then says why, or what the
+    rate is of ("41.2% of views").
+    """
+
+    key: str
+    label: str
+    value: int | None
+    rate: float | None = None
+    note: str = ""
+
+
+def funnel(steps: Sequence[Step], *, chart_id: str, title: str, description: str) -> Markup:
+    """The funnel as bars narrowing from the top, each step's count and rate beside it.
+
+    Bars share one scale (the largest step), so a narrowing is seen at once;
+    a step that cannot be counted under the filters draws a dashed outline
+    and the note instead of a bar.
+    """
+    label_width, plot_width, text_width, row, pad = 150, 330, 250, 46, 6
+    width = label_width + plot_width + text_width
+    height = len(steps) * row + 2 * pad
+    top = max((step.value or 0 for step in steps), default=0)
+    parts = [_svg_open(chart_id, width, height, title, description)]
+    for number, step in enumerate(steps):
+        y = pad + number * row
+        middle = y + row / 2
+        colour = FUNNEL_COLOURS[min(number, len(FUNNEL_COLOURS) - 1)]
+        value = "–" if step.value is None else f"{step.value:,}"
+        parts.append(
+            f'<g class="step" data-key="{escape(step.key)}" '
+            f'data-value="{"" if step.value is None else step.value}">'
+            f'<text x="{label_width - 10}" y="{middle:.1f}" text-anchor="end" '
+            f'dominant-baseline="middle" fill="{INK}" font-size="15">{escape(step.label)}</text>'
+        )
+        if step.value is None:
+            parts.append(
+                f'<rect x="{label_width}" y="{y + 6}" width="{plot_width}" height="{row - 12}" '
+                f'fill="none" stroke="{MUTED}" stroke-dasharray="4 4"/>'
+            )
+            length = 0.0
+        else:
+            length = max(2.0, plot_width * step.value / top) if top and step.value else 0.0
+            parts.append(
+                f'<rect x="{label_width}" y="{y + 6}" width="{length:.1f}" height="{row - 12}" '
+                f'fill="{colour}"><title>{escape(step.label)}: {value}</title></rect>'
+            )
+        # The count sits inside a long bar (in white) and beside a short one.
+        inside = length > 90
+        x = label_width + (length - 8 if inside else length + 8)
+        parts.append(
+            f'<text x="{x:.1f}" y="{middle:.1f}" text-anchor="{"end" if inside else "start"}" '
+            f'dominant-baseline="middle" font-size="16" font-weight="700" '
+            f'fill="{"#ffffff" if inside else INK}">{value}</text>'
+        )
+        if step.note:
+            # Beside the bar and its count, so the eye does not jump across the chart.
+            after = label_width + (length + 14 if inside else length + 22 + 10 * len(value))
+            parts.append(
+                f'<text x="{after:.1f}" y="{middle:.1f}" '
+                f'dominant-baseline="middle" fill="{MUTED}">{escape(step.note)}</text>'
+            )
+        parts.append("</g>")
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def day_panels(
+    days: Sequence[date], rows: Sequence[Series], *, chart_id: str, title: str, description: str
+) -> Markup:
+    """One row of daily columns per series, each on its own scale (small multiples).
+
+    Views may outnumber clicks a hundred times: on one shared scale the clicks
+    would vanish. Each row says its own peak and total, and the days share one
+    axis below, so a day is read straight down through every step.
+    """
+    width, left, right, panel, gap, axis = 720, 150, 90, 52, 14, 26
+    plot_width = width - left - right
+    height = len(rows) * (panel + gap) + axis
+    slot = plot_width / max(1, len(days))
+    column = min(max(1.0, slot - 2), 36.0)
+    parts = [_svg_open(chart_id, width, height, title, description)]
+    for number, one in enumerate(rows):
+        top_y = number * (panel + gap) + 4
+        base = top_y + panel
+        peak = max(one.values, default=0)
+        colour = FUNNEL_COLOURS[min(number, len(FUNNEL_COLOURS) - 1)]
+        parts.append(
+            f'<g class="panel" data-key="{escape(one.key)}" data-total="{one.total}">'
+            f'<text x="{left - 10}" y="{top_y + panel / 2 - 8:.1f}" text-anchor="end" '
+            f'dominant-baseline="middle" fill="{INK}" font-weight="600">{escape(one.label)}</text>'
+            f'<text x="{left - 10}" y="{top_y + panel / 2 + 10:.1f}" text-anchor="end" '
+            f'dominant-baseline="middle" fill="{MUTED}">{one.total:,}</text>'
+            f'<line x1="{left}" y1="{base}" x2="{width - right}" y2="{base}" stroke="#d8d0c6"/>'
+            f'<text x="{width - right + 8}" y="{top_y + 8}" dominant-baseline="middle" '
+            f'fill="{MUTED}" font-size="11">{peak:,}</text>'
+        )
+        for index, (day, count) in enumerate(zip(days, one.values, strict=True)):
+            if not count:
+                continue
+            bar = max(1.0, (panel - 4) * count / peak)
+            x = left + index * slot + (slot - column) / 2
+            parts.append(
+                f'<rect class="day" data-day="{day.isoformat()}" data-value="{count}" '
+                f'x="{x:.1f}" y="{base - bar:.1f}" width="{column:.1f}" height="{bar:.1f}" '
+                f'fill="{colour}"><title>{escape(one.label)}, {day.isoformat()}: {count}</title>'
+                f"</rect>"
+            )
+        parts.append("</g>")
+    base = len(rows) * (panel + gap)
+    every = max(1, math.ceil(len(days) / 8))
+    for index, day in enumerate(days):
+        if index % every == 0 or index == len(days) - 1 and len(days) <= 8:
+            parts.append(
+                f'<text x="{left + index * slot + slot / 2:.1f}" y="{base + 10}" '
+                f'text-anchor="middle" fill="{INK}" font-size="12">{day.isoformat()[5:]}</text>'
+            )
+    parts.append("</svg>")
+    return Markup("".join(parts))

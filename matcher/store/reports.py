@@ -1,7 +1,9 @@
 """Reading stored pairings back for the planner's reports: counts, days, scores, exports.
 
 Every report takes a :class:`PairingFilter` (one campaign or all, between two
-days); exports leave the shopper's text out and escape formula cells.
+days of a time zone, some sources, one celebrity); exports leave the
+shopper's text out and escape formula cells. The funnel's other steps
+(views, submissions, clicks) are counted in :mod:`matcher.store.events`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import IO, Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, func, select
 
@@ -25,25 +28,39 @@ Query = TypeVar("Query", bound=Select[*tuple[Any, ...]])
 
 @dataclass(frozen=True)
 class PairingFilter:
-    """Which pairings a report covers: one campaign (or all), between two days inclusive (UTC)."""
+    """Which pairings a report covers: one campaign (or all), between two days inclusive.
+
+    The days are those of ``time_zone`` (UTC unless given); ``sources`` keeps
+    the pairings from those sources only, ``celebrity_id`` one celebrity's.
+    """
 
     campaign_id: int | None = None
     since: date | None = None
     until: date | None = None
+    time_zone: str = "UTC"
+    sources: tuple[str, ...] | None = None
+    celebrity_id: str | None = None
 
     def apply(self, query: Query) -> Query:
         if self.campaign_id is not None:
             query = query.where(PairingRow.campaign_id == self.campaign_id)
         if self.since is not None:
-            query = query.where(PairingRow.created_at >= _start_of(self.since))
+            query = query.where(PairingRow.created_at >= self._start_of(self.since))
         # The last day a date can be (9999-12-31) has no day after it: no upper bound.
         if self.until is not None and self.until < date.max:
-            query = query.where(PairingRow.created_at < _start_of(self.until + timedelta(days=1)))
+            query = query.where(
+                PairingRow.created_at < self._start_of(self.until + timedelta(days=1))
+            )
+        if self.sources is not None:
+            query = query.where(PairingRow.source.in_(self.sources))
+        if self.celebrity_id is not None:
+            query = query.where(PairingRow.celebrity_id == self.celebrity_id)
         return query
 
-
-def _start_of(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
+    def _start_of(self, day: date) -> datetime:
+        """The UTC time ``day`` begins at in the filter's time zone."""
+        start = datetime.combine(day, time.min, tzinfo=ZoneInfo(self.time_zone))
+        return start.astimezone(UTC)
 
 
 def count_pairings(db: Database, where: PairingFilter) -> int:
@@ -60,18 +77,27 @@ def celebrity_totals(db: Database, where: PairingFilter) -> dict[str, int]:
 
 
 def daily_counts(db: Database, where: PairingFilter) -> list[tuple[date, str, int]]:
-    """Pairings per UTC day and celebrity, oldest first.
+    """Pairings per day (of the filter's time zone) and celebrity, oldest first."""
+    counts: Counter[tuple[date, str]] = Counter()
+    for day, _source, celebrity, n in daily_sources(db, where):
+        counts[(day, celebrity)] += n
+    return [(day, celebrity, n) for (day, celebrity), n in sorted(counts.items())]
+
+
+def daily_sources(db: Database, where: PairingFilter) -> list[tuple[date, str, str, int]]:
+    """Pairings per day (of the filter's time zone), source and celebrity, oldest first.
 
     Days are taken in Python from the stored times rather than by a SQL date
-    function, whose name and result type differ between SQLite and PostgreSQL;
-    only two small columns are read, streamed.
+    function, whose name, result type and time-zone rules differ between SQLite
+    and PostgreSQL; only three small columns are read, streamed.
     """
-    counts: Counter[tuple[date, str]] = Counter()
-    query = where.apply(select(PairingRow.created_at, PairingRow.celebrity_id))
+    zone = ZoneInfo(where.time_zone)
+    counts: Counter[tuple[date, str, str]] = Counter()
+    query = where.apply(select(PairingRow.created_at, PairingRow.source, PairingRow.celebrity_id))
     with db.read() as session:
-        for created, celebrity in session.execute(query.execution_options(yield_per=5000)):
-            counts[(_utc(created).date(), celebrity)] += 1
-    return [(day, celebrity, n) for (day, celebrity), n in sorted(counts.items())]
+        for created, source, celebrity in session.execute(query.execution_options(yield_per=5000)):
+            counts[(_utc(created).astimezone(zone).date(), source, celebrity)] += 1
+    return [(day, source, celebrity, n) for (day, source, celebrity), n in sorted(counts.items())]
 
 
 def score_bins(db: Database, where: PairingFilter, width: float) -> Counter[int]:

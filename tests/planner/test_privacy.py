@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from matcher.store.events import EventFilter, daily_events, record_event
+from web.campaigns import database
+
 from ..conftest import write_roster
 from .conftest import (
     SHOPPER_TEXTS,
     add_campaign,
+    campaign,
     days_ago,
     field_errors,
     move_to,
@@ -59,7 +64,8 @@ def test_a_shoppers_data_is_exported_then_deleted(
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     assert "Deleted 2 pairings of the reference ana, texts included." in page
-    assert "The database files were cleaned too" in page
+    assert "wiped from the database's files, so it cannot be recovered" in page
+    assert "write-ahead" not in page and "checkpoint" not in page, "no jargon"
     assert stored_refs(db_app) == {"bo": 1}
     assert stored_texts(db_app) == [SHOPPER_TEXTS[1]]
 
@@ -110,6 +116,13 @@ def test_the_purge_counts_then_deletes_what_is_past_retention(
                            ("old-sea", seaside, 40), ("new-sea", seaside, 20)]:  # fmt: skip
         pair(db_planner, "sailing and tea", ref=ref, slug=slug, consent=True)
         move_to(db_app, ref, days_ago(age))
+    # Visit counts go with the campaign's retention too: 5 views 40 days ago, 3 of today.
+    sea = campaign(db_app, seaside)
+    long_ago = datetime.now(UTC) - timedelta(days=40)
+    record_event(
+        database(db_app), sea.id, "view", source="form", language="en", at=long_ago, count=5
+    )
+    record_event(database(db_app), sea.id, "view", source="form", language="en", count=3)
 
     def purge_table(page: str) -> dict[str, int]:
         return {
@@ -120,19 +133,40 @@ def test_the_purge_counts_then_deletes_what_is_past_retention(
             )
         }
 
+    # The page's main action is the harmless trial run; the purge is not offered yet.
+    page = db_planner.get("/planner/privacy").get_data(as_text=True)
+    purge_form = page[page.index('id="purge-title"') :]
+    assert 'value="dry-run">' in purge_form and 'value="purge"' not in purge_form
+    assert 'class="danger"' not in purge_form
+
     response = post(db_planner, "/planner/privacy", {"action": "dry-run"})
     assert response.status_code == 200
     page = response.get_data(as_text=True)
-    assert "Trial run: pairings that the purge would delete" in page
+    assert "What the deletion would remove, nothing deleted yet" in page
     assert purge_table(page) == {"default": 1, seaside: 1}
     assert '<td class="number" id="purge-total">2</td>' in page
     assert len(stored_refs(db_app)) == 4, "a trial run deletes nothing"
+    # The second step shows the counts and carries the confirmation, marked as destructive.
+    danger = page[page.index('class="danger-zone"') :]
+    assert "2 pairings and 5 visit counts will be deleted" in danger
+    assert '<td class="number" id="purge-events">5</td>' in page
+    assert 'name="confirmed" value="yes"' in danger
+    assert 'value="purge" class="danger"' in danger
 
+    # A purge asked for without the second step's confirmation is only a trial run.
     response = post(db_planner, "/planner/privacy", {"action": "purge"})
+    assert "What the deletion would remove, nothing deleted yet" in response.get_data(as_text=True)
+    assert len(stored_refs(db_app)) == 4
+
+    response = post(db_planner, "/planner/privacy", {"action": "purge", "confirmed": "yes"})
     page = response.get_data(as_text=True)
-    assert "Pairings deleted by the purge" in page
+    assert "Deleted just now" in page
     assert purge_table(page) == {"default": 1, seaside: 1}
-    assert "Database files:" in page
+    assert "wiped from the database's files" in page
+    assert "write-ahead" not in page and "vacuum" not in page, "no jargon"
     assert set(stored_refs(db_app)) == {"new-default", "new-sea"}
-    response = post(db_planner, "/planner/privacy", {"action": "purge"})
+    assert '<td class="number" id="purge-events">5</td>' in page
+    left = daily_events(database(db_app), EventFilter(sea.id))
+    assert [one.count for one in left if one.kind == "view"] == [3], "today's views are kept"
+    response = post(db_planner, "/planner/privacy", {"action": "purge", "confirmed": "yes"})
     assert purge_table(response.get_data(as_text=True)) == {"default": 0, seaside: 0}

@@ -1,7 +1,12 @@
-"""The dashboard of stored pairings and their CSV export.
+"""The dashboard a planner reads at a glance, and the CSV export of its pairings.
 
-It reads the pairings stored in the database (:mod:`matcher.store`); charts
-are drawn by :mod:`web.charts`. Exports leave the shopper's text out.
+The funnel runs views → submissions → pairings → call-to-action clicks. Views,
+submissions and clicks are counters (:mod:`matcher.store.events`); pairings
+are the stored pairings (:mod:`matcher.store.reports`). Days are those of the
+campaign's time zone. Every filter is in the query string, so a view can be
+shared as a link: campaign (or every campaign), first and last day, source,
+language and celebrity. Charts are drawn by :mod:`web.charts`; each has its
+figures in a table beside it. Exports leave the shopper's text out.
 """
 
 from __future__ import annotations
@@ -9,67 +14,79 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import date
-from typing import Any
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
-from flask import (
-    Response,
-    render_template,
-    request,
-    stream_with_context,
-)
+from flask import Response, render_template, request, stream_with_context
 from flask_babel import gettext
 
 from matcher.batch import escape_cell
 from matcher.capacity import limits_of
 from matcher.matching import Matcher
-from matcher.store import (
-    Campaign,
-    Database,
-    PairingFilter,
-)
+from matcher.store import Campaign, Database, PairingFilter
+from matcher.store.events import SOURCES, EventCount, EventFilter, daily_events
 from matcher.store.fills import campaign_fills
-from matcher.store.reports import (
-    EXPORT_COLUMNS,
-    celebrity_totals,
-    count_pairings,
-    daily_counts,
-    export_rows,
-    score_bins,
-)
+from matcher.store.reports import EXPORT_COLUMNS, daily_sources, export_rows, score_bins
 
 from .. import charts
-from ..campaigns import (
-    current_campaign,
-    database,
-)
+from ..campaigns import current_campaign, database
 from ..errors import ApiError
-from ..i18n import select_locale
+from ..i18n import LANGUAGES, select_locale
 from ..jobs import SCORE_BIN_WIDTH
 from ..pairing import current_matcher
 from .base import bp
 
-# -- dashboard --------------------------------------------------------------------------
-
-#: The dashboard's choice of campaigns: the selected one, or every campaign.
-SCOPES = ("campaign", "all")
-#: The per-day chart covers the filter's days up to this many; beyond, the days with pairings.
+#: The funnel's steps, in order; pairings come from the pairings table, the rest are events.
+STEPS = ("view", "submission", "pairing", "cta_click")
+#: The sources of shoppers answering live, which the dashboard shows unless told otherwise:
+#: a planner's upload of a CRM file is thousands of pairings at once, not shoppers' visits.
+LIVE = ("form", "embed", "api")
+#: The source filter's choices: live shoppers, everything, or one source.
+SOURCE_CHOICES = ("live", "all", *SOURCES)
+#: Which sources can take each step: a rate compares a step with the one before over the
+#: sources that have both (the API has no page to view; an upload has no submission; a
+#: click comes from the pages' call to action only).
+STEP_SOURCES = {
+    "view": ("form", "embed"),
+    "submission": ("form", "embed", "api"),
+    "pairing": SOURCES,
+    "cta_click": ("form", "embed"),
+}
+Filter = TypeVar("Filter", PairingFilter, EventFilter)
+#: The per-day charts cover the filter's days up to this many; beyond, the days with data.
 MAX_CHART_DAYS = 366
 
 
 @dataclass(frozen=True)
 class Report:
-    """Which pairings the dashboard and the export cover, as typed and as a store filter."""
+    """Which pairings and events the dashboard covers, as typed and as store filters."""
 
     form: dict[str, str]
     errors: dict[str, str]
     where: PairingFilter
+    events: EventFilter
 
     @property
     def everywhere(self) -> bool:
         return self.form["scope"] == "all"
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.where.sources or SOURCES
+
+    def link_args(self, **changes: str | None) -> dict[str, str | None]:
+        """The query string of this view (with ``changes``), for links that keep the filters."""
+        args: dict[str, str | None] = {name: value or None for name, value in self.form.items()}
+        if args.get("scope") == "campaign":
+            args["scope"] = None
+        if args.get("source") == "live":
+            args["source"] = None
+        args.update(changes)
+        return args
 
 
 def _day(value: str) -> date:
@@ -79,15 +96,23 @@ def _day(value: str) -> date:
     return date.fromisoformat(value)
 
 
-def report_filter(campaign: Campaign) -> Report:
-    """The dashboard's filters from the query string: scope, ``since`` and ``until`` (UTC days)."""
+def report_filter(campaign: Campaign, celebrities: Sequence[str] = ()) -> Report:
+    """The dashboard's filters from the query string, checked field by field.
+
+    ``since`` and ``until`` are days of the campaign's time zone; ``source`` is
+    ``live`` (the default), ``all`` or one source; ``lang`` is the page's own
+    language, so the language filter is ``language``.
+    """
     form = {
-        "scope": request.args.get("scope", "campaign"),
+        "scope": request.args.get("scope", "campaign").strip() or "campaign",
         "since": request.args.get("since", "").strip(),
         "until": request.args.get("until", "").strip(),
+        "source": request.args.get("source", "live").strip() or "live",
+        "language": request.args.get("language", "").strip(),
+        "celebrity": request.args.get("celebrity", "").strip(),
     }
     errors: dict[str, str] = {}
-    if form["scope"] not in SCOPES:
+    if form["scope"] not in ("campaign", "all"):
         errors["scope"] = gettext("Choose this campaign or all campaigns.")
     days: dict[str, date | None] = {"since": None, "until": None}
     for name in days:
@@ -99,10 +124,39 @@ def report_filter(campaign: Campaign) -> Report:
     since, until = days["since"], days["until"]
     if since is not None and until is not None and since > until:
         errors["until"] = gettext("The last day comes before the first day.")
+    if form["source"] not in SOURCE_CHOICES:
+        errors["source"] = gettext("Choose a source from the list.")
+    if form["language"] and form["language"] not in LANGUAGES:
+        errors["language"] = gettext("Choose a language from the list.")
+    if form["celebrity"] and celebrities and form["celebrity"] not in celebrities:
+        errors["celebrity"] = gettext("Choose a celebrity of this campaign's roster.")
+    sources: tuple[str, ...] | None
+    if form["source"] == "live":
+        sources = LIVE
+    elif form["source"] in SOURCES:
+        sources = (form["source"],)
+    else:
+        sources = None
+    campaign_id = None if form["scope"] == "all" else campaign.id
+    celebrity = form["celebrity"] or None
     where = PairingFilter(
-        campaign_id=None if form["scope"] == "all" else campaign.id, since=since, until=until
+        campaign_id=campaign_id,
+        since=since,
+        until=until,
+        time_zone=campaign.time_zone,
+        sources=sources,
+        celebrity_id=celebrity,
     )
-    return Report(form, errors, where)
+    events = EventFilter(
+        campaign_id=campaign_id,
+        since=since,
+        until=until,
+        time_zone=campaign.time_zone,
+        sources=sources,
+        language=form["language"] or None,
+        celebrity_id=celebrity,
+    )
+    return Report(form, errors, where, events)
 
 
 def celebrity_labels(matcher: Matcher) -> dict[str, str]:
@@ -111,83 +165,287 @@ def celebrity_labels(matcher: Matcher) -> dict[str, str]:
     return {p.id: p.name_zh if chinese else p.name for p in matcher.index.profiles}
 
 
+def step_labels() -> dict[str, str]:
+    return {
+        "view": gettext("Views"),
+        "submission": gettext("Submissions"),
+        "pairing": gettext("Pairings"),
+        "cta_click": gettext("Clicks"),
+    }
+
+
+def source_labels() -> dict[str, str]:
+    return {
+        "form": gettext("Form"),
+        "embed": gettext("Embed"),
+        "api": gettext("API"),
+        "upload": gettext("Upload"),
+    }
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Every step's count, by day, source, language and celebrity, under the report's filters.
+
+    ``pairings`` are ``None`` by language: a pairing does not record the page's language.
+    """
+
+    events: list[EventCount]
+    pairings: list[tuple[date, str, str, int]]
+    by_language: bool
+
+    def total(self, step: str, sources: Sequence[str] | None = None) -> int | None:
+        if step == "pairing":
+            if self.by_language:
+                return None
+            return sum(n for _, s, _, n in self.pairings if sources is None or s in sources)
+        return sum(
+            one.count
+            for one in self.events
+            if one.kind == step and (sources is None or one.source in sources)
+        )
+
+    def per_day(self, step: str, days: Sequence[date]) -> tuple[int, ...]:
+        counts: Counter[date] = Counter()
+        if step == "pairing":
+            for day, _source, _celebrity, n in self.pairings:
+                counts[day] += n
+        else:
+            for one in self.events:
+                if one.kind == step:
+                    counts[one.day] += one.count
+        return tuple(counts.get(day, 0) for day in days)
+
+    def used_days(self) -> list[date]:
+        return sorted({one.day for one in self.events} | {row[0] for row in self.pairings})
+
+
+def rate(counts: Counts, step: str, before: str, sources: Sequence[str]) -> float | None:
+    """``step`` as a share of ``before``, over the sources that can take both."""
+    shared = [s for s in sources if s in STEP_SOURCES[step] and s in STEP_SOURCES[before]]
+    if not shared:
+        return None
+    after_n, before_n = counts.total(step, shared), counts.total(before, shared)
+    if after_n is None or not before_n:
+        return None
+    return after_n / before_n
+
+
+def funnel_steps(counts: Counts, sources: Sequence[str]) -> list[charts.Step]:
+    """The four steps with their rates, worded for the chart and the table."""
+    labels = step_labels()
+    notes = {
+        "submission": gettext("%(rate)s of views"),
+        "pairing": gettext("%(rate)s of submissions"),
+        "cta_click": gettext("%(rate)s of pairings"),
+    }
+    steps = []
+    for index, step in enumerate(STEPS):
+        value = counts.total(step)
+        share = rate(counts, step, STEPS[index - 1], sources) if index else None
+        note = ""
+        if index and share is not None:
+            note = notes[step] % {"rate": f"{100 * share:.1f}%"}
+        elif step == "pairing" and value is None:
+            note = gettext("not counted by language")
+        steps.append(charts.Step(step, labels[step], value, share, note))
+    return steps
+
+
+def breakdown(counts: Counts, key: str, keys: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows of a table by source or by language: each step's count per key."""
+    rows = []
+    for value in keys:
+        row: dict[str, Any] = {"key": value}
+        for step in STEPS:
+            if step == "pairing":
+                if key == "language" or counts.by_language:
+                    row[step] = None
+                    continue
+                row[step] = sum(n for _, s, _, n in counts.pairings if s == value)
+            else:
+                row[step] = sum(
+                    one.count
+                    for one in counts.events
+                    if one.kind == step and getattr(one, key) == value
+                )
+        rows.append(row)
+    return rows
+
+
+def _chart_days(report: Report, counts: Counts, today: date) -> list[date]:
+    used = counts.used_days()
+    if not used:
+        return []
+    first = report.where.since or used[0]
+    last = report.where.until or max(used[-1], min(today, used[-1]))
+    if (last - first).days >= MAX_CHART_DAYS:
+        # A far-off bound (a typo, or "since 2000"): draw the days that have data.
+        first, last = used[0], used[-1]
+    return [date.fromordinal(n) for n in range(first.toordinal(), last.toordinal() + 1)]
+
+
 @bp.get("/dashboard")
 def dashboard() -> tuple[str, int]:
-    """The stored pairings: per celebrity, per day and by top score, for the chosen filters."""
+    """The funnel, by day, source, language and celebrity, for the filters in the query string."""
     campaign = current_campaign()
-    report = report_filter(campaign)
-    context: dict[str, Any] = {"report": report, "total": 0}
+    matcher = current_matcher()
+    labels = celebrity_labels(matcher)
+    report = report_filter(campaign, list(labels))
+    context: dict[str, Any] = {
+        "report": report,
+        "time_zone": campaign.time_zone,
+        "labels": labels,
+        "source_labels": source_labels(),
+        "source_choices": SOURCE_CHOICES,
+        "languages": LANGUAGES,
+        "step_labels": step_labels(),
+        "steps": STEPS,
+        "total": 0,
+    }
     if report.errors:
         return render_template("planner/dashboard.html", **context), 400
     db = database()
-    total = count_pairings(db, report.where)
-    context["total"] = total
-    if not total:
-        return render_template("planner/dashboard.html", **context), 200
-    labels = celebrity_labels(current_matcher())
-    counts = celebrity_totals(db, report.where)
-    # The selected campaign's roster, in order (zeros included); then any other celebrity
-    # paired (another campaign's, or one since removed from the roster), by id.
-    per_celebrity = [charts.Bar(key, label, counts.get(key, 0)) for key, label in labels.items()]
-    per_celebrity += [
-        charts.Bar(key, key, count) for key, count in sorted(counts.items()) if key not in labels
+    counts = Counts(
+        daily_events(db, report.events),
+        daily_sources(db, report.where),
+        by_language=report.events.language is not None,
+    )
+    # The whole-source table ignores the source filter, so an upload is seen apart.
+    every_source = Counts(
+        daily_events(db, _all_sources(report.events)),
+        daily_sources(db, _all_sources(report.where)),
+        by_language=report.events.language is not None,
+    )
+    steps = funnel_steps(counts, report.sources)
+    total = counts.total("pairing") if not counts.by_language else 0
+    today = datetime.now(ZoneInfo(campaign.time_zone)).date()
+    days = _chart_days(report, counts, today)
+    day_series = [
+        charts.Series(step, step_labels()[step], counts.per_day(step, days))
+        for step in STEPS
+        if not (step == "pairing" and counts.by_language)
     ]
-    daily = daily_counts(db, report.where)
-    used = [day for day, _, count in daily if count]
-    first, last = report.where.since or min(used), report.where.until or max(used)
-    if (last - first).days >= MAX_CHART_DAYS:
-        # A far-off bound (a typo, or "since 2000"): draw the days that have pairings.
-        first, last = min(used), max(used)
-    days, series = charts.per_day(daily, labels, first=first, last=last)
-    bins = charts.score_bins(score_bins(db, report.where, SCORE_BIN_WIDTH), SCORE_BIN_WIDTH)
     context.update(
-        per_celebrity=per_celebrity,
-        days=days,
-        series=series,
-        day_totals=[sum(one.values[n] for one in series) for n in range(len(days))],
-        bins=bins,
-        bar_svg=charts.bar_chart(
-            per_celebrity,
-            chart_id="chart-celebrities",
-            title=gettext("Pairings per celebrity"),
-            description=gettext(
-                "How many of the %(n)d pairings went to each celebrity.",
-                n=total,
+        total=total or 0,
+        anything=any(step.value for step in steps),
+        funnel=steps,
+        funnel_svg=charts.funnel(
+            steps,
+            chart_id="chart-funnel",
+            title=gettext("Funnel"),
+            description=", ".join(
+                f"{step.label} {'–' if step.value is None else step.value}"
+                + (f" ({step.note})" if step.note else "")
+                for step in steps
             ),
         ),
-        days_svg=charts.stacked_days(
+        days=days,
+        day_series=day_series,
+        days_svg=charts.day_panels(
             days,
-            series,
-            chart_id="chart-days",
-            title=gettext("Pairings per day"),
+            day_series,
+            chart_id="chart-funnel-days",
+            title=gettext("The funnel by day"),
             description=gettext(
-                "Pairings on each day from %(first)s to %(last)s (UTC), "
-                "one column per day, stacked by celebrity: %(legend)s.",
+                "Each step per day from %(first)s to %(last)s (%(zone)s), one row per step, "
+                "each on its own scale.",
                 first=days[0].isoformat() if days else "",
                 last=days[-1].isoformat() if days else "",
-                legend=", ".join(f"{s.label} {s.total}" for s in series),
+                zone=campaign.time_zone,
             ),
-        ),
-        histogram_svg=charts.histogram(
-            bins,
-            chart_id="chart-scores",
-            title=gettext("Top-1 scores"),
-            description=gettext(
-                "How many shoppers' best match scored in each band of %(width).2f.",
-                width=SCORE_BIN_WIDTH,
-            ),
-        ),
+        )
+        if days
+        else None,
+        by_source=breakdown(every_source, "source", SOURCES),
+        by_language=breakdown(counts, "language", list(LANGUAGES)),
     )
-    if not report.everywhere:
-        context.update(places(db, campaign, days, series))
+    context.update(celebrity_section(counts, labels, days))
+    if total:
+        bins = charts.score_bins(score_bins(db, report.where, SCORE_BIN_WIDTH), SCORE_BIN_WIDTH)
+        context.update(
+            bins=bins,
+            histogram_svg=charts.histogram(
+                bins,
+                chart_id="chart-scores",
+                title=gettext("Top-1 scores"),
+                description=gettext(
+                    "How many shoppers' best match scored in each band of %(width).2f.",
+                    width=SCORE_BIN_WIDTH,
+                ),
+            ),
+        )
+    if not report.everywhere and total:
+        context.update(places(db, campaign, matcher, days, context["series"]))
     return render_template("planner/dashboard.html", **context), 200
 
 
+def _all_sources(where: Filter) -> Filter:
+    return replace(where, sources=None)
+
+
+def celebrity_section(counts: Counts, labels: dict[str, str], days: list[date]) -> dict[str, Any]:
+    """Pairings and clicks per celebrity, and the pairings per day stacked by celebrity."""
+    paired: Counter[str] = Counter()
+    for _when, _source, celebrity, n in counts.pairings:
+        paired[celebrity] += n
+    clicks: Counter[str] = Counter()
+    for one in counts.events:
+        if one.kind == "cta_click" and one.celebrity_id:
+            clicks[one.celebrity_id] += one.count
+    keys = list(labels) + sorted((set(paired) | set(clicks)) - set(labels))
+    total = sum(paired.values())
+    rows = [
+        {
+            "key": key,
+            "label": labels.get(key, key),
+            "pairings": paired.get(key, 0),
+            "share": paired.get(key, 0) / total if total else None,
+            "clicks": clicks.get(key, 0),
+            "click_rate": clicks.get(key, 0) / paired[key] if paired.get(key) else None,
+        }
+        for key in keys
+    ]
+    bars = [charts.Bar(row["key"], row["label"], row["pairings"]) for row in rows]
+    daily = [(day, celebrity, n) for day, _source, celebrity, n in counts.pairings]
+    _, series = charts.per_day(daily, labels, first=days[0], last=days[-1]) if days else ([], [])
+    section: dict[str, Any] = {"per_celebrity": rows, "series": series}
+    if total and not counts.by_language:
+        section.update(
+            bar_svg=charts.bar_chart(
+                bars,
+                chart_id="chart-celebrities",
+                title=gettext("Pairings per celebrity"),
+                description=gettext(
+                    "How many of the %(n)d pairings went to each celebrity.", n=total
+                ),
+            ),
+            stacked_svg=charts.stacked_days(
+                days,
+                series,
+                chart_id="chart-days",
+                title=gettext("Pairings per day"),
+                description=gettext(
+                    "Pairings on each day from %(first)s to %(last)s, one column per day, "
+                    "stacked by celebrity: %(legend)s.",
+                    first=days[0].isoformat() if days else "",
+                    last=days[-1].isoformat() if days else "",
+                    legend=", ".join(f"{s.label} {s.total}" for s in series),
+                ),
+            ),
+            day_totals=[sum(one.values[n] for one in series) for n in range(len(days))],
+        )
+    return section
+
+
 def places(
-    db: Database, campaign: Campaign, days: list[date], series: list[charts.Series]
+    db: Database,
+    campaign: Campaign,
+    matcher: Matcher,
+    days: list[date],
+    series: list[charts.Series],
 ) -> dict[str, Any]:
     """Each celebrity's places promised against the roster's quotas and shares, when it has any."""
-    matcher = current_matcher()
     limits = limits_of(matcher.index.profiles)
     if not limits:
         return {}
@@ -222,6 +480,10 @@ def places(
 
 def _report_filename(campaign: Campaign, report: Report) -> str:
     parts = ["pairings", "all-campaigns" if report.everywhere else campaign.slug]
+    if report.where.sources is not None:
+        parts.append("-".join(report.where.sources))
+    if report.where.celebrity_id is not None:
+        parts.append(re.sub(r"[^A-Za-z0-9_-]", "_", report.where.celebrity_id)[:40])
     if report.where.since is not None:
         parts.append(f"from-{report.where.since.isoformat()}")
     if report.where.until is not None:
@@ -233,10 +495,11 @@ def _report_filename(campaign: Campaign, report: Report) -> str:
 def export_pairings() -> Response:
     """The dashboard's pairings as CSV, streamed: one row per pairing, never the shopper's text.
 
+    The same filters as the dashboard but the language (a pairing has none).
     Every cell is escaped against spreadsheet formulas, as in batch downloads.
     """
     campaign = current_campaign()
-    report = report_filter(campaign)
+    report = report_filter(campaign, list(celebrity_labels(current_matcher())))
     if report.errors:
         raise ApiError(400, "bad_filter", " ".join(report.errors.values()))
     db = database()
@@ -260,6 +523,3 @@ def export_pairings() -> Response:
             "Content-Disposition": f'attachment; filename="{_report_filename(campaign, report)}"'
         },
     )
-
-
-# -- settings ---------------------------------------------------------------------------

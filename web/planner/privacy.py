@@ -1,6 +1,9 @@
 """Shoppers' privacy requests: export what is held on a reference, delete it, purge.
 
-Shopper references travel in POST bodies, not in URLs. Delete and purge
+Nothing is deleted in one click: a shopper's data is deleted from a page
+that shows what will go, and the purge of what campaigns no longer keep
+runs only from its trial run's page, which shows the counts first (no
+JavaScript needed). Shopper references travel in POST bodies, not in URLs. Delete and purge
 reach every copy (:func:`matcher.store.privacy.instance_copies`): the
 database, the corrections in the campaigns' roster folders and this
 instance's batch files.
@@ -87,7 +90,9 @@ def privacy() -> Response | tuple[str, int]:
     check_form_post()
     action = request.form.get("action", "")
     if action in ("purge", "dry-run"):
-        dry_run = action == "dry-run"
+        # Deleting is the second step: only the trial run's page, which shows the
+        # counts, carries the confirmation; a purge asked for without it is a trial run.
+        dry_run = action == "dry-run" or request.form.get("confirmed") != "yes"
         purged = purge_expired(database(), dry_run=dry_run, copies=_copies())
         names = {c.slug: c.name for c in list_campaigns(database())}
         return _privacy_page(purged=purged, dry_run=dry_run, campaign_names=names)
