@@ -18,8 +18,10 @@ from werkzeug.test import TestResponse
 from matcher.matching import DEFAULT_TOP_K, Match, Matcher
 from matcher.store import update_campaign
 from matcher.text import MAX_TEXT_CHARS
-from web import campaigns, create_app
+from web import campaigns
 from web.openapi import LANGS, MAX_BATCH, MAX_BODY_BYTES, MAX_REF_CHARS, NOT_BLANK
+
+from .conftest import make_app
 
 LISTED = "https://shop.example"
 UNLISTED = "https://elsewhere.example"
@@ -50,10 +52,7 @@ def assert_error(
 
 @pytest.fixture
 def app(sample_matcher: Matcher, tmp_path: Path) -> Flask:
-    return create_app(
-        {"TESTING": True, "INSTANCE_PATH": str(tmp_path), "MATCHER_EMBED_ORIGINS": LISTED},
-        matcher=sample_matcher,
-    )
+    return make_app(tmp_path, sample_matcher, MATCHER_EMBED_ORIGINS=LISTED)
 
 
 @pytest.fixture
@@ -566,10 +565,7 @@ def test_preflight_from_other_origins_gets_no_cors_headers(
 
 
 def test_origins_saved_by_a_planner_are_honoured(sample_matcher: Matcher, tmp_path: Path) -> None:
-    app = create_app(
-        {"TESTING": True, "INSTANCE_PATH": str(tmp_path), "MATCHER_EMBED_ORIGINS": None},
-        matcher=sample_matcher,
-    )
+    app = make_app(tmp_path, sample_matcher)
     client = app.test_client()
     assert cors_headers(client.get("/api/v1/celebrities", headers={"Origin": UNLISTED})) == {}
     update_campaign(app.extensions["matcher.db"], "default", {"embed_origins": [UNLISTED]})

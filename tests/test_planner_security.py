@@ -35,42 +35,30 @@ from matcher.matching import Matcher
 from matcher.store import Database, LoginThrottle, ThrottlePolicy
 from matcher.store.schema import LoginFailureRow, PlannerSessionRow
 from matcher.store.security import client_key
-from web import create_app
 from web.campaigns import database
 from web.planner.auth import DEVICE_COOKIE, refused
 from web.planner.base import LOGIN_SALT
 from web.security import form_token, signed_token
 
-PASSWORD = "s3cret"
+from .conftest import PLANNER_PASSWORD
+from .conftest import make_app as shared_make_app
+
+PASSWORD = PLANNER_PASSWORD
 ATTACKER = "203.0.113.9"
 PLANNER = "198.51.100.7"
 REPO = Path(__file__).resolve().parent.parent
 SLOW = ThrottlePolicy(base_delay=60.0)
 
-_apps: list[Flask] = []
-
-
-@pytest.fixture(autouse=True)
-def close_databases() -> Any:
-    yield
-    while _apps:
-        database(_apps.pop()).dispose()
-
 
 def make_app(tmp_path: Path, matcher: Matcher, url: str | None = None, **config: Any) -> Flask:
-    settings = {
-        "TESTING": True,
-        "INSTANCE_PATH": str(tmp_path / "instance"),
-        "MATCHER_PROFILES": str(tmp_path / "roster"),
-        "MATCHER_INDEX_DIR": None,
-        "MATCHER_PLANNER_USER": "planner",
-        "MATCHER_PLANNER_PASSWORD": PASSWORD,
-        "MATCHER_EMBED_ORIGINS": None,
-        "MATCHER_DATABASE_URL": url,
+    """The shared app factory on database ``url``, with login throttling that waits a minute."""
+    app = shared_make_app(
+        tmp_path,
+        matcher,
+        MATCHER_PROFILES=str(tmp_path / "roster"),
+        MATCHER_DATABASE_URL=url,
         **config,
-    }
-    app = create_app(settings, matcher=matcher)
-    _apps.append(app)
+    )
     # Waits of a minute rather than a second, so that a slow machine cannot see one
     # end before the test looks; the core's own tests pin the default figures.
     for scope in ("login", "reports"):
