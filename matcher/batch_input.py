@@ -563,10 +563,15 @@ def _xlsx_open(path: Path, name: str) -> tuple[Any, int, list[str]]:
     from openpyxl import load_workbook
 
     try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
+        handle = open(path, "rb")
     except OSError as exc:
         raise BatchInputError(f"cannot read {name}: {exc.strerror}") from exc
-    except (BadZipFile, KeyError, ValueError) as exc:
+    try:
+        # Opened from the handle: openpyxl judges a path by its extension, and
+        # an upload being read may be kept under any name.
+        workbook = _Book(load_workbook(handle, read_only=True, data_only=True), handle)
+    except (BadZipFile, KeyError, ValueError, OSError) as exc:
+        handle.close()
         raise BatchInputError(
             f"{name}: not an Excel .xlsx workbook ({type(exc).__name__}); "
             "save it from Excel as .xlsx or CSV"
@@ -585,6 +590,21 @@ def _xlsx_open(path: Path, name: str) -> tuple[Any, int, list[str]]:
         raise
     workbook.close()
     raise BatchInputError(f"{name}: the first sheet is empty")
+
+
+class _Book:
+    """A read-only workbook and the file it reads, closed together."""
+
+    def __init__(self, workbook: Any, handle: IO[bytes]) -> None:
+        self.worksheets = workbook.worksheets
+        self._workbook = workbook
+        self._handle = handle
+
+    def close(self) -> None:
+        try:
+            self._workbook.close()
+        finally:
+            self._handle.close()
 
 
 def _cell(value: Any) -> str:

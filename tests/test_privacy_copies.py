@@ -109,38 +109,51 @@ def test_sweep_deletes_only_temporaries_of_stopped_writers(tmp_path: Path) -> No
 def test_a_deletion_stops_a_batch_holding_the_shopper_and_edits_waiting_pairings(
     tmp_path: Path,
 ) -> None:
+    from matcher.store import Database
+    from matcher.store.schema import BatchJobRow
     from web.jobs import ERASED_ERROR, BatchCopies, JobRegistry, Status
-    from web.jobs.records import JobRecord
 
-    registry = JobRegistry(tmp_path / "jobs")
+    db = Database(f"sqlite:///{tmp_path / 'jobs.db'}")
+    db.migrate()
+    registry = JobRegistry(db, tmp_path / "scratch")
 
-    def job(status: Status, upload: str | None, output: str | None) -> str:
-        job_id, upload_path, output_path = registry.paths(".csv")
-        if upload is not None:
-            upload_path.write_text(upload, encoding="utf-8")
-        if output is not None:
-            output_path.write_text(output, encoding="utf-8")
+    def job(status: Status, upload: bytes, output: bytes | None, fmt: str = "csv") -> str:
+        job_id = registry.new_id()
         now = time.time()
-        registry._write(
-            JobRecord(
-                job_id, "f.csv", status, now, now, None, 0, 0, 0, 0, (), None,
-                registry.host, os.getpid(),
-            )
-        )  # fmt: skip
+        with db.write() as session:
+            session.add(
+                BatchJobRow(
+                    id=job_id, campaign="default", filename="f.csv", status=status.value,
+                    settings={"format": fmt}, rows_done=0, total_rows=0, matched=0, bad=0,
+                    unsure=0, bad_lines=[], abandoned=False, cancel_requested=False, downloads=0,
+                )
+            )  # fmt: skip
+            session.flush()
+            registry._put_file(session, job_id, "upload", [upload[:9], upload[9:]])
+            if output is not None:
+                registry._put_file(session, job_id, "pairings", [output])
+        assert now
         return job_id
 
-    holding = job(Status.RUNNING, 'id,text\n"crm-""7",tea\n', None)
-    other = job(Status.RUNNING, "id,text\ncrm-8,tea\n", None)
-    done = job(Status.DONE, None, "id,celebrity_1\ncrm-\"7,ocean\n'=crm,library\ncrm-8,stage\n")
+    # The reference is cut across two chunks: it is found all the same.
+    holding = job(Status.RUNNING, b'id,text\n"crm-""7",tea\n', None)
+    other = job(Status.RUNNING, b"id,text\ncrm-8,tea\n", None)
+    gbk = job(Status.MAPPING, "id,text\n会员-9,茶\n".encode("gbk"), None)
+    workbook = job(Status.QUEUED, b"PK\x03\x04 compressed", None, fmt="xlsx")
+    done = job(Status.DONE, b"", b"id,celebrity_1\ncrm-\"7,ocean\n'=crm,library\ncrm-8,stage\n")
     removed = BatchCopies(registry, runner_wait=0.5).erase('crm-"7', [])
-    assert removed == 2  # one batch stopped, one row taken out
-    view = registry.get(holding)
-    assert view is not None and view.status is Status.FAILED and view.error == ERASED_ERROR
-    assert list(registry.folder.glob(f"{holding}.*upload*")) == []
+    assert removed == 3  # two batches stopped (one an unsearchable workbook), one row taken out
+    for stopped in (holding, workbook):
+        view = registry.get(stopped)
+        assert view is not None and view.status is Status.FAILED and view.error == ERASED_ERROR
+        assert registry._has_file([stopped], "upload") == set()
     assert registry.get(other).status is Status.RUNNING  # type: ignore[union-attr]
-    kept = registry.output_path(done).read_text(encoding="utf-8").splitlines()
+    assert registry.get(gbk).status is Status.MAPPING  # type: ignore[union-attr]
+    kept = b"".join(registry._file_chunks(done, "pairings")).decode().splitlines()
     assert kept == ["id,celebrity_1", "'=crm,library", "crm-8,stage"]
-    assert oct(registry.output_path(done).stat().st_mode & 0o777) == "0o600"
+    assert BatchCopies(registry, runner_wait=0.5).erase("会员-9", []) == 1, "found in GBK too"
+    assert registry.get(gbk).status is Status.FAILED  # type: ignore[union-attr]
+    db.dispose()
 
 
 def test_cli_delete_with_a_text_erases_a_try_box_correction(
@@ -173,36 +186,47 @@ def test_a_start_deletes_what_a_killed_batch_worker_left(
     import sys
 
     from matcher.files import temporary_path
+    from matcher.store import Database, default_database_url
+    from matcher.store.schema import BatchJobRow
     from web import create_app
     from web.jobs import JobRegistry, Status
-    from web.jobs.records import JobRecord
 
-    folder = tmp_path / "instance" / "planner-batches"
-    registry = JobRegistry(folder)
-    job_id, upload, _ = registry.paths(".csv")
-    upload.write_text("id,text\ncrm-1,my secret weekend\n", encoding="utf-8")
-    (folder / f".{job_id}.pairings.csv.part").write_text("id\ncrm-1\n", encoding="utf-8")
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    db = Database(default_database_url(instance))
+    db.migrate()
+    folder = instance / "planner-batches"
+    registry = JobRegistry(db, folder)
     dead = int(
         subprocess.run(
             [sys.executable, "-c", "import os; print(os.getpid())"],
             capture_output=True, text=True, check=True,
         ).stdout
     )  # fmt: skip
-    claim = temporary_path(registry.output_path(job_id), ".part")
-    claim = claim.with_name(claim.name.replace(f"~{os.getpid()}~", f"~{dead}~"))
-    claim.write_text("id\ncrm-1\n", encoding="utf-8")  # a download killed half-way
-    now = time.time()
-    registry._write(
-        JobRecord(
-            job_id, "f.csv", Status.RUNNING, now, now, None, 1, 2, 1, 0, (), None,
-            registry.host, dead,
-        )
-    )  # fmt: skip
+    job_id = registry.new_id()
+    with db.write() as session:
+        session.add(
+            BatchJobRow(
+                id=job_id, campaign="default", filename="f.csv", status=Status.RUNNING.value,
+                settings={"format": "csv"}, rows_done=1, total_rows=2, matched=1, bad=0,
+                unsure=0, bad_lines=[], abandoned=False, cancel_requested=False, downloads=0,
+                host=registry.host, pid=dead,
+            )
+        )  # fmt: skip
+        session.flush()
+        registry._put_file(session, job_id, "upload", [b"id,text\ncrm-1,my secret weekend\n"])
+    db.dispose()
+    folder.mkdir(mode=0o700)
+    local = temporary_path(folder / f"{job_id}.csv")
+    local = local.with_name(local.name.replace(f"~{os.getpid()}~", f"~{dead}~"))
+    local.write_text("id,text\ncrm-1,my secret weekend\n", encoding="utf-8")  # a worker's copy
     app = create_app(
-        {"TESTING": True, "INSTANCE_PATH": str(tmp_path / "instance"),
-         "MATCHER_PROFILES": str(roster_dir)},
+        {"TESTING": True, "INSTANCE_PATH": str(instance), "MATCHER_PROFILES": str(roster_dir)},
         matcher=fake_matcher,
-    )  # fmt: skip
+    )
     app.extensions["matcher.db"].dispose()
-    assert sorted(p.name for p in folder.iterdir() if p.name != ".lock") == [f"{job_id}.job.json"]
-    assert b"crm-1" not in (folder / f"{job_id}.job.json").read_bytes()
+    assert list(folder.iterdir()) == []
+    view = JobRegistry(db, folder).get(job_id)
+    assert view is not None and view.status is Status.FAILED and view.stale
+    assert JobRegistry(db, folder)._has_file([job_id], "upload") == set()
+    db.dispose()

@@ -117,7 +117,8 @@ def instance_copies(
     instance folder (``matcher.copies``), then ``extra``."""
     copies: list[Copies] = [campaign_corrections(db, resolve), RosterCopies(db)]
     for entry in entry_points(group=COPIES_GROUP):
-        copies.append(entry.load()(Path(instance_dir)))
+        # Called with the database too: a copy may live in it (the web's stored batch jobs).
+        copies.append(entry.load()(Path(instance_dir), db))
     copies.extend(extra)
     return copies
 

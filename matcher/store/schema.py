@@ -291,3 +291,70 @@ class SharedResultRow(Base):
     celebrity_id: Mapped[str] = mapped_column(String(100))
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class BatchJobRow(Base):
+    """A planner's batch job: an upload matched in the background, seen by every server.
+
+    The state a job page shows (status, rows done of the total, the first bad
+    rows as line and reason, the error) is written by the worker running the
+    job, which also touches ``updated_at`` at least every heartbeat: a job
+    whose worker died is recognised by its silence, on any machine. No column
+    holds shopper text; the upload and the pairings are
+    :class:`BatchJobFileRow` chunks.
+    """
+
+    __tablename__ = "batch_jobs"
+    __table_args__ = (Index("ix_batch_jobs_created", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    #: The campaign the upload is for (its retention decides how long the pairings stay).
+    campaign: Mapped[str] = mapped_column(String(40), index=True)
+    filename: Mapped[str] = mapped_column(String(200))
+    #: mapping, queued, running, done, failed or cancelled.
+    status: Mapped[str] = mapped_column(String(20))
+    #: The file as read: type, encoding, delimiter, columns; the k and columns chosen.
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: The heartbeat: the running worker's last word.
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: When the pairings are deleted: the campaign's retention after the job finished.
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The host and pid of the worker running the job, while it holds it.
+    host: Mapped[str | None] = mapped_column(String(200))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    rows_done: Mapped[int] = mapped_column(Integer, default=0)
+    total_rows: Mapped[int] = mapped_column(Integer, default=0)
+    matched: Mapped[int] = mapped_column(Integer, default=0)
+    bad: Mapped[int] = mapped_column(Integer, default=0)
+    unsure: Mapped[int] = mapped_column(Integer, default=0)
+    #: ``[[line, reason], ...]``, the first rows that could not be matched (no text).
+    bad_lines: Mapped[list[Any]] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    #: Failed by another server because its worker had stopped.
+    abandoned: Mapped[bool] = mapped_column(Boolean, default=False)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Top-1 totals of a done job, for the dashboard.
+    totals: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    stored: Mapped[int | None] = mapped_column(Integer)
+    batch_id: Mapped[int | None] = mapped_column(BigInteger)
+    downloads: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class BatchJobFileRow(Base):
+    """One chunk of a job's file (``upload`` or ``pairings``): personal data, deleted with it.
+
+    Files are cut in chunks so neither a write nor a download holds a whole
+    large file in one value; a file is replaced in one transaction.
+    """
+
+    __tablename__ = "batch_job_files"
+
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("batch_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

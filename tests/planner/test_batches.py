@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import time
 from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from matcher.matching import Matcher
-from web.jobs import JobRegistry, JobView, Status
+from matcher.store.schema import BatchJobFileRow, BatchJobRow
+from web.jobs import JobView, Status, rate_and_eta
 from web.planner import job_registry
+from web.planner.batches import time_left
 
+from ..conftest import make_app
 from .conftest import (
     SHOPPER_TEXTS,
-    batch_files,
     download,
     job_id_of,
+    login,
     post,
     read_csv,
     shopper_csv,
@@ -28,10 +30,15 @@ from .conftest import (
     wait_for,
 )
 
+
+def db_of(app: Flask):  # type: ignore[no-untyped-def]
+    return app.extensions["matcher.db"]
+
+
 # -- batches ----------------------------------------------------------------------------
 
 
-def test_upload_matches_in_the_background_and_downloads_once(
+def test_upload_matches_in_the_background_and_downloads_again(
     app: Flask, planner: FlaskClient, sample_matcher: Matcher
 ) -> None:
     secret = "MY-PRIVATE-TEXT-42"
@@ -76,16 +83,26 @@ def test_upload_matches_in_the_background_and_downloads_once(
         assert row["score_1"] == f"{expected[0].score:.4f}"
     assert secret not in response.data.decode("utf-8")
 
-    batch_folder = Path(app.instance_path) / "planner-batches"
-    assert batch_files(batch_folder) == {f"{job_id}.job.json"}, "upload and pairings are deleted"
-    record = json.loads((batch_folder / f"{job_id}.job.json").read_text(encoding="utf-8"))
-    assert secret not in json.dumps(record, ensure_ascii=False)
-    assert not any(text in json.dumps(record, ensure_ascii=False) for _, text in rows[:5])
-    assert record["bad_lines"] == [{"line": b.line, "reason": b.reason} for b in view.bad_lines]
+    with db_of(app).read() as session:
+        [row] = session.scalars(select(BatchJobRow).where(BatchJobRow.id == job_id))
+        kinds = set(
+            session.scalars(select(BatchJobFileRow.kind).where(BatchJobFileRow.job_id == job_id))
+        )
+        record = json.dumps(
+            {c.name: getattr(row, c.name) for c in BatchJobRow.__table__.columns},
+            ensure_ascii=False,
+            default=str,
+        )
+    assert kinds == {"pairings"}, "the upload is deleted when matching ends"
+    assert secret not in record
+    assert not any(text in record for _, text in rows[:5])
+    assert row.bad_lines == [[b.line, b.reason] for b in view.bad_lines]
+    assert (row.rows_done, row.total_rows) == (8, 8), "the header is not a row"
     again = download(planner, job_id)
-    assert again.status_code == 410
+    assert again.status_code == 200 and again.data == response.data, "downloadable again"
     page = planner.get(f"/planner/batches/{job_id}").get_data(as_text=True)
-    assert "downloaded and deleted" in page
+    assert "can be downloaded again" in page
+    assert not list((Path(app.instance_path) / "planner-batches").glob("*")), "no file left"
 
 
 def test_json_lines_upload_reports_broken_lines(app: Flask, planner: FlaskClient) -> None:
@@ -113,10 +130,9 @@ def test_json_lines_upload_reports_broken_lines(app: Flask, planner: FlaskClient
     ("name", "body", "fields", "problem"),
     [pytest.param(None, "", {}, "Choose a CSV", id="no-file"),
      pytest.param("shoppers.txt", "id,text\n1,tea\n", {}, ".jsonl", id="unknown-type"),
-     pytest.param("shoppers.xlsx", "id,text\n1,tea\n", {}, ".jsonl", id="spreadsheet"),
-     pytest.param("shoppers.csv", "id,comment\n1,tea\n", {}, "no &#39;text&#39; column", id="missing-text-column"),
-     pytest.param("shoppers.csv", "", {}, "the file is empty", id="empty-file"),
-     pytest.param("shoppers.csv", b"id,t\xffxt\n1,tea\n", {"text_column": "t\ufffdxt"}, "not valid UTF-8", id="undecodable-header"),
+     pytest.param("shoppers.xls", "id,text\n1,tea\n", {}, ".xlsx", id="old-excel"),
+     pytest.param("shoppers.xlsx", "id,text\n1,tea\n", {}, "shoppers.xlsx: not an Excel .xlsx workbook", id="not-a-workbook"),
+     pytest.param("shoppers.csv", "", {}, "shoppers.csv: the file is empty", id="empty-file"),
      pytest.param("shoppers.csv", "id,text\n1,tea\n", {"top_k": "0"}, "from 1 to 7", id="top-k-zero"),
      pytest.param("shoppers.csv", "id,text\n1,tea\n", {"top_k": "three"}, "from 1 to 7", id="top-k-word"),
      pytest.param("shoppers.csv", "id,text\n1,tea\n", {"top_k": "8"}, "from 1 to 7", id="top-k-over-roster"),
@@ -140,10 +156,65 @@ def test_unusable_uploads_are_refused_at_once(
     assert response.status_code == 400
     page = response.get_data(as_text=True)
     assert problem in page
+    assert ".tmp" not in page and "~" not in page, "never a temporary file's name"
     assert 'role="alert"' in page and 'aria-invalid="true"' in page
     assert job_registry(app).jobs() == []
     folder = Path(app.instance_path) / "planner-batches"
-    assert not folder.exists() or batch_files(folder) == set()
+    assert not folder.exists() or list(folder.iterdir()) == []
+
+
+def test_other_column_names_are_chosen_before_matching_starts(
+    app: Flask, planner: FlaskClient
+) -> None:
+    body = (
+        "会员编号;城市;喜好\r\nv1;上海;"
+        + SHOPPER_TEXTS[0]
+        + "\r\nv2;杭州;"
+        + SHOPPER_TEXTS[1]
+        + "\r\n"
+    )
+    job_id = job_id_of(upload(planner, "crm.csv", body.encode("gbk")))
+    view = job_registry(app).get(job_id)
+    assert view is not None and view.status is Status.MAPPING
+    assert view.columns == ("会员编号", "城市", "喜好")
+    page = planner.get(f"/planner/batches/{job_id}").get_data(as_text=True)
+    assert "Read as CSV in GB18030 (GBK)." in page
+    assert '<option value="会员编号" selected>' in page and '<option value="喜好" selected>' in page
+    assert 'http-equiv="refresh"' not in page
+    refused = post(planner, f"/planner/batches/{job_id}/start",
+                   {"id_column": "会员编号", "text_column": "nope", "top_k": "2"})  # fmt: skip
+    assert refused.status_code == 400 and "Choose one of the file" in refused.get_data(as_text=True)
+    started = post(planner, f"/planner/batches/{job_id}/start",
+                   {"id_column": "会员编号", "text_column": "喜好", "top_k": "2"})  # fmt: skip
+    assert started.status_code == 303
+    view = wait_for(app, job_id)
+    assert (view.status, view.matched, view.total_rows) == (Status.DONE, 2, 2), view.error
+    pairings = read_csv(download(planner, job_id).data)
+    assert [row["id"] for row in pairings] == ["v1", "v2"]
+    assert "celebrity_2" in pairings[0] and "celebrity_3" not in pairings[0]
+
+
+def test_a_file_of_which_no_row_can_be_read_fails_saying_why(
+    app: Flask, planner: FlaskClient
+) -> None:
+    body = "id,text\n,one\n,two\n"
+    job_id = job_id_of(upload(planner, "blank-ids.csv", body))
+    view = wait_for(app, job_id)
+    assert view.status is Status.FAILED
+    assert view.error == "blank-ids.csv: no row could be read (2 bad rows; all: id is blank)"
+    assert view.stored is None
+    page = planner.get(f"/planner/batches/{job_id}").get_data(as_text=True)
+    assert "no row could be read" in page and 'id="stored"' not in page
+    assert download(planner, job_id).status_code == 409
+
+
+def test_duplicate_ids_are_bad_rows_with_their_line(app: Flask, planner: FlaskClient) -> None:
+    rows = [("a", SHOPPER_TEXTS[0]), ("b", SHOPPER_TEXTS[1]), ("a", SHOPPER_TEXTS[2])]
+    view = wait_for(app, job_id_of(upload(planner, "dup.csv", shopper_csv(rows), id_column="ID")))
+    assert (view.matched, view.bad, view.total_rows) == (2, 1, 3)
+    assert [(b.line, b.reason) for b in view.bad_lines] == [
+        (4, "duplicate id: the same id is on line 2")
+    ]
 
 
 def test_job_page_reloads_itself_until_the_batch_is_done(app: Flask, planner: FlaskClient) -> None:
@@ -155,6 +226,7 @@ def test_job_page_reloads_itself_until_the_batch_is_done(app: Flask, planner: Fl
         assert '<meta http-equiv="refresh" content="2">' in page
         assert "waiting for the batch before it" in page
         assert "<progress" in page and "Download" not in page
+        assert 'id="cancel"' in page
         assert planner.get(f"/planner/batches/{job_id}/pairings.csv").status_code == 409
     finally:
         registry.slot.release()
@@ -177,21 +249,40 @@ def test_unknown_batches_are_404(planner: FlaskClient, path: str) -> None:
     assert "Upload the file again" in response.get_data(as_text=True)
 
 
-def test_old_pairings_expire(app: Flask, planner: FlaskClient) -> None:
+def test_pairings_are_kept_until_the_campaign_retention_ends(
+    app: Flask, planner: FlaskClient
+) -> None:
     job_id = job_id_of(upload(planner, "old.csv", shopper_csv([("1", SHOPPER_TEXTS[0])])))
-    assert wait_for(app, job_id).status is Status.DONE
+    view = wait_for(app, job_id)
+    assert view.status is Status.DONE and view.finished_at and view.expires_at
+    assert view.expires_at - view.finished_at == pytest.approx(180 * 86400, abs=5)
     registry = job_registry(app)
-    assert registry.sweep(time.time() + registry.ttl - 5) == 0
-    assert registry.sweep(time.time() + registry.ttl + 1) == 1
-    assert planner.get(f"/planner/batches/{job_id}/pairings.csv").status_code == 410
-    assert "expired" in planner.get(f"/planner/batches/{job_id}").get_data(as_text=True)
+    assert registry.sweep(view.expires_at - 5) == 0
+    for _ in range(3):
+        assert download(planner, job_id).status_code == 200
+    assert registry.get(job_id).downloads == 3  # type: ignore[union-attr]
+    assert registry.sweep(view.expires_at + 1) == 1
+    assert download(planner, job_id).status_code == 410
+    page = planner.get(f"/planner/batches/{job_id}").get_data(as_text=True)
+    assert "deleted at the end of the campaign" in page
+
+
+def test_a_configured_ttl_shortens_the_keeping(tmp_path: Path, sample_matcher: Matcher) -> None:
+    app = make_app(tmp_path, sample_matcher, MATCHER_PLANNER_BATCH_TTL=60)
+    planner = app.test_client()
+    login(planner)
+    job_id = job_id_of(upload(planner, "old.csv", shopper_csv([("1", SHOPPER_TEXTS[0])])))
+    view = wait_for(app, job_id)
+    assert view.expires_at and view.finished_at
+    assert view.expires_at - view.finished_at == pytest.approx(60, abs=2)
+    assert job_registry(app).sweep(view.finished_at + 61) == 1
 
 
 @pytest.mark.parametrize(
     ("status", "done", "total", "percent"),
     [pytest.param(Status.QUEUED, 0, 0, 0, id="not-counted-yet"),
      pytest.param(Status.RUNNING, 50, 200, 25, id="a-quarter"),
-     pytest.param(Status.RUNNING, 201, 200, 99, id="no-trailing-newline"),
+     pytest.param(Status.RUNNING, 200, 200, 99, id="all-read-not-yet-stored"),
      pytest.param(Status.DONE, 10, 200, 100, id="done")],
 )  # fmt: skip
 def test_progress_percent(status: Status, done: int, total: int, percent: int) -> None:
@@ -199,13 +290,26 @@ def test_progress_percent(status: Status, done: int, total: int, percent: int) -
     assert view.percent == percent
 
 
-def test_sweep_keeps_fresh_files_and_those_of_running_jobs(tmp_path: Path) -> None:
-    registry = JobRegistry(tmp_path / "batches", ttl=60)
-    registry.folder.mkdir()
-    old, fresh = registry.folder / "old.pairings.csv", registry.folder / "new.pairings.csv"
-    for path in (old, fresh):
-        path.write_text("id\n")
-    stale = time.time() - 120
-    os.utime(old, (stale, stale))
-    assert registry.sweep() == 1
-    assert not old.exists() and fresh.exists()
+@pytest.mark.parametrize(
+    ("done", "total", "elapsed", "rate", "eta"),
+    [pytest.param(0, 100, 5.0, None, None, id="nothing-done-yet"),
+     pytest.param(50, 200, 10.0, 5.0, 30.0, id="a-quarter"),
+     pytest.param(200, 200, 4.0, 50.0, 0.0, id="all-read")],
+)  # fmt: skip
+def test_rate_and_time_left(
+    done: int, total: int, elapsed: float, rate: float | None, eta: float | None
+) -> None:
+    assert rate_and_eta(done, total, 1000.0, 1000.0 + elapsed) == (rate, eta)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [pytest.param(None, "working out the time left…", id="unknown"),
+     pytest.param(20, "less than a minute left", id="seconds"),
+     pytest.param(61, "about 1 minute left", id="one-minute"),
+     pytest.param(600, "about 10 minutes left", id="minutes"),
+     pytest.param(3 * 3600, "about 3 hours left", id="hours")],
+)  # fmt: skip
+def test_time_left_reads_well(app: Flask, seconds: float | None, text: str) -> None:
+    with app.test_request_context("/planner/batches"):
+        assert time_left(seconds) == text

@@ -1,43 +1,48 @@
-"""Privacy requests reaching the batch files: a deleted shopper leaves no copy in the folder.
+"""Privacy requests reaching the batch files: a deleted shopper leaves no copy in a job.
 
-A batch's files hold shoppers' data for a while: the upload (references and
-texts) while it is matched, the pairings (references) until they are
-downloaded or expire. :class:`BatchCopies` is the jobs folder as one of the
-places :func:`matcher.store.privacy.delete_shopper` and ``purge_expired`` go
-through (registered as the ``matcher.copies`` entry point, so ``matcher
-privacy`` reaches it too):
+A job's files hold shoppers' data: the upload (references and texts) while
+the job is open, the pairings (references) until the campaign's retention
+ends. Both are chunks in the database (:mod:`web.jobs.table`), so every
+server's deletion reaches every job. :class:`BatchCopies` is the jobs as one
+of the places :func:`matcher.store.privacy.delete_shopper` and
+``purge_expired`` go through (registered as the ``matcher.copies`` entry
+point, so ``matcher privacy`` reaches it too):
 
-- a batch still matching whose files hold the reference (or one of the
-  texts), or whose files cannot be read, is stopped: its record says so, its
-  files are deleted, and the deletion waits for its worker to let go, so
-  the batch cannot store the shopper after the database was cleared;
-- pairings waiting for their download are rewritten without the shopper's rows;
-- the purge deletes what is past the registry's time to live, as the sweep does.
+- a job still open whose upload holds the reference (or one of the texts) is
+  stopped: its row says so, its upload is deleted, and the deletion waits
+  (up to :data:`RUNNER_WAIT`) for its worker to let go, so the batch cannot
+  store the shopper after the database was cleared;
+- pairings kept for download are rewritten without the shopper's rows;
+- the purge deletes the pairings past their retention, as the sweep does.
+
+The database is scrubbed after the deletion (``delete_shopper`` does it), so
+the deleted chunks' bytes do not linger in its files.
 """
 
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from matcher.batch import escape_cell
-from matcher.files import atomic_write
+from sqlalchemy import select
 
-from .records import JOBS_FOLDER, UNFINISHED, Status
+from matcher.batch import escape_cell
+from matcher.store import Database, default_database_url
+from matcher.store.schema import BatchJobRow, utcnow
+
+from .records import JOBS_FOLDER, OPEN, PAIRINGS, UPLOAD, Status
 from .registry import JobRegistry
+from .table import CHUNK_BYTES
 
 log = logging.getLogger(__name__)
 
-#: Kept in the record of a batch stopped by a privacy deletion.
+#: Kept in the row of a batch stopped by a privacy deletion.
 ERASED_ERROR = (
     "A shopper's data was deleted while this batch was matched, so it was stopped and nothing "
     "of it was stored; please upload the file again."
@@ -47,29 +52,23 @@ RUNNER_WAIT = 30.0
 
 
 def _forms(value: str) -> list[bytes]:
-    """The ways ``value`` can be spelt in an upload: as is, CSV-quoted, JSON-escaped."""
+    """The ways ``value`` can be spelt in an upload: as is, CSV-quoted, JSON-escaped, GB18030."""
     forms = {
         value.encode("utf-8"),
         value.replace('"', '""').encode("utf-8"),
         json.dumps(value, ensure_ascii=False)[1:-1].encode("utf-8"),
         json.dumps(value)[1:-1].encode("utf-8"),
+        value.encode("utf-16-le"),
     }
+    try:
+        forms.add(value.encode("gb18030"))
+    except UnicodeEncodeError:
+        pass
     return sorted(form for form in forms if form)
 
 
-def _holds(path: Path, needles: Sequence[bytes]) -> bool:
-    """Whether the file's bytes contain one of ``needles`` (an unreadable file counts)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    return any(needle in data for needle in needles)
-
-
 class BatchCopies:
-    """The jobs folder of a :class:`~web.jobs.registry.JobRegistry` as a privacy copy."""
+    """The jobs of a :class:`~web.jobs.registry.JobRegistry` as a privacy copy."""
 
     name = "batch files"
 
@@ -78,80 +77,101 @@ class BatchCopies:
         self.runner_wait = runner_wait
 
     def erase(self, shopper_ref: str, texts: Sequence[str]) -> int:
-        """Stop the batches holding the shopper, and take them out of waiting pairings.
+        """Stop the jobs whose upload holds the shopper, and take them out of kept pairings.
+
+        An upload that is an Excel workbook is compressed, so its bytes cannot
+        be searched: an open job of one is stopped whatever it holds.
 
         Returns:
-            Batches stopped plus pairing rows removed.
+            Jobs stopped plus pairing rows removed.
         """
         registry = self.registry
         needles = [form for value in (shopper_ref, *texts) if value for form in _forms(value)]
-        removed = 0
         stopped: list[str] = []
-        with registry._locked(exclusive=True):
-            for record in registry._records().values():
-                if record.status in UNFINISHED:
-                    files = [path for path in registry.job_files(record.id) if path.exists()]
-                    if files and not any(_holds(path, needles) for path in files):
-                        continue
-                    registry._write(
-                        replace(
-                            record, status=Status.FAILED, error=ERASED_ERROR, finished=time.time()
-                        )
-                    )
-                    for path in files:
-                        path.unlink(missing_ok=True)
-                    stopped.append(record.id)
-                elif record.status is Status.DONE and not record.downloaded:
-                    removed += self._rewrite(registry.output_path(record.id), shopper_ref)
+        removed = 0
+        with registry.db.read() as session:
+            jobs = list(
+                session.execute(select(BatchJobRow.id, BatchJobRow.status, BatchJobRow.settings))
+            )
+        for job_id, status, settings in jobs:
+            if status in OPEN:
+                compressed = (settings or {}).get("format") == "xlsx"
+                if not compressed and not self._holds(job_id, UPLOAD, needles):
+                    continue
+                now = utcnow()
+                if registry._update(
+                    job_id,
+                    OPEN,
+                    status=Status.FAILED.value,
+                    error=ERASED_ERROR,
+                    finished_at=now,
+                    updated_at=now,
+                ):
+                    registry._delete_files(job_id, UPLOAD)
+                    stopped.append(job_id)
+            elif status == Status.DONE.value:
+                removed += self._rewrite(job_id, shopper_ref)
         for job_id in stopped:
             self._wait_for_runner(job_id)
             log.info("batch %s stopped by a privacy deletion", job_id)
         return removed + len(stopped)
 
     def expire(self, now: datetime) -> int:
-        """What the sweep deletes: files past the time to live, stopped batches' files."""
+        """What the sweep deletes: pairings past their retention, stopped batches' files."""
         return self.registry.sweep(now.timestamp())
 
-    def _rewrite(self, path: Path, shopper_ref: str) -> int:
-        """Rewrite a pairings file without the rows of ``shopper_ref``; rows removed."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+    def _holds(self, job_id: str, kind: str, needles: Sequence[bytes]) -> bool:
+        """Whether the file's bytes contain a needle (searched across chunk edges too)."""
+        tail = b""
+        longest = max((len(n) for n in needles), default=0)
+        for block in self.registry._file_chunks(job_id, kind):
+            window = tail + block
+            if any(needle in window for needle in needles):
+                return True
+            tail = window[-longest:] if longest else b""
+        return False
+
+    def _rewrite(self, job_id: str, shopper_ref: str) -> int:
+        """Rewrite a job's pairings without the rows of ``shopper_ref``; rows removed."""
+        data = b"".join(self.registry._file_chunks(job_id, PAIRINGS))
+        if not data:
             return 0
         ids = {shopper_ref, escape_cell(shopper_ref)}
         out = io.StringIO(newline="")
         writer = csv.writer(out)
         removed = 0
-        for number, row in enumerate(csv.reader(io.StringIO(text, newline=""))):
+        for number, row in enumerate(csv.reader(io.StringIO(data.decode("utf-8"), newline=""))):
             if number > 0 and row and row[0] in ids:
                 removed += 1
             else:
                 writer.writerow(row)
         if removed:
-            atomic_write(path, out.getvalue().encode("utf-8"), private=True)
+            body = out.getvalue().encode("utf-8")
+            blocks = [body[i : i + CHUNK_BYTES] for i in range(0, len(body), CHUNK_BYTES)]
+            with self.registry.db.write() as session:
+                self.registry._put_file(session, job_id, PAIRINGS, blocks)
         return removed
 
     def _wait_for_runner(self, job_id: str) -> None:
-        """Wait until the worker matching ``job_id`` has let go of it (see ``Job.run_lock``)."""
-        try:
-            fd = os.open(self.registry.run_lock_path(job_id), os.O_RDWR)
-        except FileNotFoundError:
-            return  # not running here: a queued job stops at its next heartbeat
-        try:
-            deadline = time.monotonic() + self.runner_wait
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    return
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        log.warning("batch %s: its worker did not let go in time", job_id)
-                        return
-                    time.sleep(0.05)
-        finally:
-            os.close(fd)
+        """Wait until the worker holding ``job_id`` (on any server) has let go of it."""
+        deadline = time.monotonic() + self.runner_wait
+        while True:
+            with self.registry.db.read() as session:
+                row = session.get(BatchJobRow, job_id)
+                held = row is not None and row.host is not None
+                silent = row is not None and self.registry._owner_gone(row, time.time())
+            if not held or silent:
+                return
+            if time.monotonic() > deadline:
+                log.warning("batch %s: its worker did not let go in time", job_id)
+                return
+            time.sleep(0.05)
 
 
-def for_instance(instance_dir: Path) -> BatchCopies:
-    """The ``matcher.copies`` entry point: the instance's planner batch files."""
-    return BatchCopies(JobRegistry(Path(instance_dir) / JOBS_FOLDER))
+def for_instance(instance_dir: Path, db: Database | None = None) -> BatchCopies:
+    """The ``matcher.copies`` entry point: the batch jobs of the instance's database."""
+    import os
+
+    if db is None:
+        db = Database(os.environ.get("MATCHER_DATABASE_URL") or default_database_url(instance_dir))
+    return BatchCopies(JobRegistry(db, Path(instance_dir) / JOBS_FOLDER))

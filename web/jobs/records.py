@@ -1,8 +1,9 @@
-"""The job record, ``<id>.job.json``, and what pages are shown of it.
+"""What pages are shown of a job, and the constants of the job lifecycle.
 
-A record is written by the worker running the job and read by every worker,
-so reading one back checks every field (:meth:`JobRecord.from_json`): a record
-that is not exactly what this version writes is ignored, never half-trusted.
+A job's state is a row of ``batch_jobs`` (:class:`matcher.store.schema.BatchJobRow`),
+written by the worker running it and read by every worker of every server;
+:class:`JobView` is the snapshot a page renders, with the rate and the time
+left worked out from it.
 """
 
 from __future__ import annotations
@@ -20,42 +21,48 @@ from matcher.matching import Match
 SCORE_BIN_WIDTH = 0.05
 #: Bad rows listed per job; the rest are only counted.
 MAX_LISTED_BAD_ROWS = 200
-#: Finished job records listed and kept; older ones are retired (their totals stay).
+#: Jobs listed on the batches page.
 MAX_KEPT_JOBS = 50
-#: How long uploads and pairings may stay on disk by default, in seconds.
-DEFAULT_TTL = 60 * 60
 #: Least time between two progress saves of a running job, in seconds.
 SAVE_EVERY = 1.0
-#: How often a queued job's worker rewrites its record while waiting, in seconds.
-HEARTBEAT = 30.0
-#: A queued or running job not updated for this long is taken as failed, in seconds.
-STALE_AFTER = 5 * 60
+#: How often a job's worker touches its row while it waits or matches, in seconds.
+HEARTBEAT = 10.0
+#: A queued or running job not heard of for this long is taken as failed, in seconds.
+STALE_AFTER = 2 * 60
+#: A job waiting for its columns this long is dropped with its upload, in seconds.
+MAPPING_TTL = 24 * 60 * 60
 #: What :func:`secrets.token_urlsafe` (12 bytes) makes; anything else is refused.
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{16}")
-#: Upload suffixes as :func:`matcher.batch.input_format` accepts them, lower-cased.
-UPLOAD_SUFFIX = re.compile(r"\.[a-z0-9]{1,10}")
-#: The jobs folder, under the instance folder.
+#: The scratch folder (files being read or written by this server), under the instance folder.
 JOBS_FOLDER = "planner-batches"
-RECORD_SUFFIX = ".job.json"
-TOTALS_NAME = "totals.json"
-LOCK_NAME = ".lock"
-RECORD_VERSION = 1
-#: Kept in the record of a job whose worker stopped; pages show a translated text instead.
+#: Kept in the row of a job whose worker stopped; pages show a translated text instead.
 ABANDONED_ERROR = "The server restarted during this batch; please upload the file again."
+#: Kept in the row of a job the planner cancelled.
+CANCELLED_ERROR = "Cancelled by the planner; nothing of this batch was stored."
+#: Files of a job, as the ``kind`` of their chunks.
+UPLOAD = "upload"
+PAIRINGS = "pairings"
 
 
 class Status(StrEnum):
+    #: Uploaded; the planner is to say which columns are the id and the text.
+    MAPPING = "mapping"
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
+#: A worker holds the job (or will): its heartbeat is watched.
 UNFINISHED = (Status.QUEUED, Status.RUNNING)
+#: Not over yet: a planner can still cancel it.
+OPEN = (Status.MAPPING, Status.QUEUED, Status.RUNNING)
+FINAL = (Status.DONE, Status.FAILED, Status.CANCELLED)
 
 
 def is_job_id(value: str) -> bool:
-    """Whether ``value`` can be a job id; ids come from URLs, so check before any path."""
+    """Whether ``value`` can be a job id; ids come from URLs, so check before any lookup."""
     return JOB_ID.fullmatch(value) is not None
 
 
@@ -72,16 +79,6 @@ def _int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"expected a whole number, got {type(value).__name__}")
     return value
-
-
-def _float(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"expected a number, got {type(value).__name__}")
-    return float(value)
-
-
-def _optional_int(value: Any) -> int | None:
-    return None if value is None else _int(value)
 
 
 def _str(value: Any) -> str:
@@ -146,110 +143,14 @@ class BadLine:
 
 
 @dataclass(frozen=True)
-class JobRecord:
-    """What the jobs folder knows about a job: the content of ``<id>.job.json``."""
-
-    id: str
-    filename: str
-    status: Status
-    created: float
-    updated: float
-    finished: float | None
-    lines_done: int
-    total_lines: int
-    matched: int
-    bad: int
-    bad_lines: tuple[BadLine, ...]
-    error: str | None
-    host: str
-    pid: int
-    downloaded: bool = False
-    #: Written down as failed by another worker because its own had stopped.
-    abandoned: bool = False
-    #: Top-1 totals, for done jobs only.
-    totals: PairingTotals | None = None
-    #: Pairings stored in the database (done jobs that were stored), and their batch.
-    stored: int | None = None
-    batch_id: int | None = None
-    #: Matched rows whose answer is not confident: in the output, not stored or counted.
-    unsure: int = 0
-
-    @property
-    def output_name(self) -> str:
-        return f"{self.id}.pairings.csv"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "version": RECORD_VERSION,
-            "id": self.id,
-            "filename": self.filename,
-            "status": self.status.value,
-            "created": self.created,
-            "updated": self.updated,
-            "finished": self.finished,
-            "lines_done": self.lines_done,
-            "total_lines": self.total_lines,
-            "matched": self.matched,
-            "bad": self.bad,
-            "bad_lines": [{"line": bad.line, "reason": bad.reason} for bad in self.bad_lines],
-            "error": self.error,
-            "output": self.output_name,
-            "host": self.host,
-            "pid": self.pid,
-            "downloaded": self.downloaded,
-            "abandoned": self.abandoned,
-            "totals": None if self.totals is None else self.totals.to_json(),
-            "stored": self.stored,
-            "batch_id": self.batch_id,
-            "unsure": self.unsure,
-        }
-
-    @classmethod
-    def from_json(cls, data: Any, job_id: str) -> JobRecord:
-        """Read a record back, checking every field; ``ValueError`` for anything else.
-
-        ``job_id`` is the id in the file name, which must match the one inside.
-        """
-        if not isinstance(data, dict) or data.get("version") != RECORD_VERSION:
-            raise ValueError("not a job record of this version")
-        if data["id"] != job_id:
-            raise ValueError("the record is for another job")
-        finished, error, totals = data["finished"], data["error"], data["totals"]
-        return cls(
-            id=job_id,
-            filename=_str(data["filename"]),
-            status=Status(data["status"]),
-            created=_float(data["created"]),
-            updated=_float(data["updated"]),
-            finished=None if finished is None else _float(finished),
-            lines_done=_int(data["lines_done"]),
-            total_lines=_int(data["total_lines"]),
-            matched=_int(data["matched"]),
-            bad=_int(data["bad"]),
-            bad_lines=tuple(
-                BadLine(_int(bad["line"]), _str(bad["reason"])) for bad in list(data["bad_lines"])
-            ),
-            error=None if error is None else _str(error),
-            host=_str(data["host"]),
-            pid=_int(data["pid"]),
-            downloaded=data["downloaded"] is True,
-            abandoned=data["abandoned"] is True,
-            totals=None if totals is None else PairingTotals.from_json(totals),
-            stored=_optional_int(data.get("stored")),
-            batch_id=_optional_int(data.get("batch_id")),
-            unsure=_int(data.get("unsure", 0)),
-        )
-
-
-@dataclass(frozen=True)
 class JobView:
     """A consistent snapshot of a job, for a page to show."""
 
     id: str
     filename: str
     status: Status
-    lines_done: int
-    total_lines: int
+    rows_done: int
+    total_rows: int
     matched: int
     bad: int
     bad_lines: tuple[BadLine, ...]
@@ -264,15 +165,49 @@ class JobView:
     stored: int | None = None
     batch_id: int | None = None
     unsure: int = 0
+    campaign: str = ""
+    started_at: float | None = None
+    #: When the pairings are deleted (the campaign's retention after the job ended).
+    expires_at: float | None = None
+    downloads: int = 0
+    cancel_requested: bool = False
+    #: The file's columns and how it was read (type, encoding), for the mapping.
+    columns: tuple[str, ...] = ()
+    id_column: str = ""
+    text_column: str = ""
+    file_format: str = ""
+    encoding: str = ""
+    top_k: int = 3
+    #: Rows per second so far, and the seconds left at that rate (running jobs only).
+    rate: float | None = None
+    eta_seconds: float | None = None
 
     @property
     def finished(self) -> bool:
-        return self.status in (Status.DONE, Status.FAILED)
+        return self.status in FINAL
+
+    @property
+    def cancellable(self) -> bool:
+        return self.status in OPEN and not self.cancel_requested
 
     @property
     def percent(self) -> int:
         if self.status is Status.DONE:
             return 100
-        if not self.total_lines:
+        if not self.total_rows:
             return 0
-        return min(99, self.lines_done * 100 // self.total_lines)
+        return min(99, self.rows_done * 100 // self.total_rows)
+
+
+def rate_and_eta(
+    rows_done: int, total_rows: int, started_at: float | None, now: float
+) -> tuple[float | None, float | None]:
+    """Rows per second since the job started, and the seconds left at that pace.
+
+    ``None`` until a row is done (no rate can be told yet).
+    """
+    if started_at is None or rows_done <= 0:
+        return None, None
+    elapsed = max(now - started_at, 1e-3)
+    rate = rows_done / elapsed
+    return rate, max(total_rows - rows_done, 0) / rate

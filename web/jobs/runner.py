@@ -1,6 +1,19 @@
-"""Running a job: matching an upload in a daemon thread of the worker that received it.
+"""Running a job: matching an upload in a daemon thread of the worker that started it.
 
-Shopper text is never written to a record or a log: bad rows are kept as line
+The matching itself is the core's batch loop (:func:`matcher.batch.counted_rows`),
+the same one ``matcher batch`` runs; this module only feeds it the upload,
+writes the pairings file, spools what is to be stored and keeps the job's row
+up to date: progress at most once per ``save_every`` seconds and a heartbeat
+at least every ``heartbeat`` seconds, from any thread that holds the job.
+
+Every save is a conditional update that only a queued or running job
+accepts; when it is refused (another server gave the job up as dead, a
+privacy deletion stopped it) the worker stops at once and stores nothing.
+A cancel is read at each save and stops the loop within a second or one
+encoder batch; nothing of a cancelled batch is stored, since a batch is
+stored whole, in one transaction, only once every row is matched.
+
+Shopper text is never written to a row or a log: bad rows are kept as line
 and reason (the core's reasons never quote a row) and an unexpected error is
 logged by type and stack frames, without its message.
 """
@@ -16,111 +29,85 @@ import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from sqlalchemy import select
+
 from matcher.batch import (
     BadRow,
+    BatchStopped,
+    BatchSummary,
     CsvPairingWriter,
     best_placed,
-    count_lines,
-    match_rows,
+    count_rows,
+    counted_rows,
+    nothing_read,
     read_shoppers,
 )
 from matcher.batch_assign import Placed
+from matcher.batch_rows import Paired
 from matcher.capacity import limits_of
 from matcher.errors import MatcherError
-from matcher.files import locked, open_private
+from matcher.files import open_private, temporary_path
 from matcher.matching import Matcher
 from matcher.store.pairings import Replayable
+from matcher.store.schema import BatchJobRow, utcnow
 
-from .folder import JobFolder
 from .records import (
+    CANCELLED_ERROR,
     MAX_LISTED_BAD_ROWS,
+    PAIRINGS,
     UNFINISHED,
-    BadLine,
-    JobRecord,
+    UPLOAD,
     PairingTotals,
     Status,
 )
 from .spool import NotStored, StoreBatch, _spooled, _unspooled
+from .table import JobTable, chunks_of, moment
 
 log = logging.getLogger(__name__)
 
 
 class JobAbandoned(Exception):
-    """Another worker wrote this job down as failed: its own worker must stop."""
+    """The job's row no longer takes this worker's saves: it must stop, storing nothing."""
 
 
 @dataclass
 class Job:
-    """The running side of a job, in the memory of the worker matching it.
-
-    Mutated by its thread under ``lock``; pages never see it, only the records
-    :meth:`record` makes of it.
-    """
+    """The running side of a job, in the memory of the worker matching it."""
 
     id: str
     filename: str
-    input_path: Path
-    output_path: Path
+    suffix: str
     k: int
     id_column: str = "id"
     text_column: str = "text"
-    host: str = field(default_factory=socket.gethostname)
-    pid: int = field(default_factory=os.getpid)
-    status: Status = Status.QUEUED
-    created: float = field(default_factory=time.time)
-    finished: float | None = None
-    lines_done: int = 0
-    total_lines: int = 0
-    matched: int = 0
-    bad: int = 0
-    bad_lines: list[BadLine] = field(default_factory=list)
-    error: str | None = None
-    totals: PairingTotals = field(default_factory=PairingTotals)
+    #: How long the pairings stay after the job ends, in seconds.
+    keep_for: float = 180 * 86400.0
     store: StoreBatch | None = field(default=None, repr=False)
-    stored: int | None = None
-    batch_id: int | None = None
-    unsure: int = 0
+    summary: BatchSummary = field(default_factory=BatchSummary)
+    totals: PairingTotals = field(default_factory=PairingTotals)
+    #: Why the loop must stop: "cancelled" or "abandoned" (set by a save).
+    stop: str | None = None
     #: ``time.monotonic()`` of the last save, for the save throttle.
     saved_at: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    @property
-    def part_path(self) -> Path:
-        """Where the pairings are written until the batch ends (then renamed)."""
-        return self.output_path.with_name(f".{self.output_path.name}.part")
-
-    @property
-    def spool_path(self) -> Path:
-        """Where matched rows wait, without their text, to be stored in one transaction."""
-        return self.output_path.with_name(f".{self.id}.store.jsonl.part")
-
-    def record(self) -> JobRecord:
+    def progress(self) -> dict[str, object]:
         with self.lock:
-            return JobRecord(
-                id=self.id,
-                filename=self.filename,
-                status=self.status,
-                created=self.created,
-                updated=time.time(),
-                finished=self.finished,
-                lines_done=self.lines_done,
-                total_lines=self.total_lines,
-                matched=self.matched,
-                bad=self.bad,
-                bad_lines=tuple(self.bad_lines),
-                error=self.error,
-                host=self.host,
-                pid=self.pid,
-                totals=self.totals.copy() if self.status is Status.DONE else None,
-                stored=self.stored,
-                batch_id=self.batch_id,
-                unsure=self.unsure,
-            )
+            summary = self.summary
+            return {
+                "rows_done": summary.rows,
+                "matched": summary.matched,
+                "bad": summary.bad,
+                "unsure": summary.unsure,
+                "bad_lines": [
+                    [row.line, row.reason] for row in summary.bad_rows[:MAX_LISTED_BAD_ROWS]
+                ],
+            }
 
 
-class JobRunner(JobFolder):
+class JobRunner(JobTable):
     """The running side of :class:`~web.jobs.registry.JobRegistry`, which sets the
-    attributes below: a job submitted to a registry runs in its worker, one at a time.
+    attributes below: a job started by a registry runs in its worker, one at a time.
     """
 
     host: str
@@ -128,70 +115,34 @@ class JobRunner(JobFolder):
     save_every: float
     slot: threading.Semaphore
 
-    # -- running, in the worker that received the upload ----------------------------------
-
-    def submit(
-        self,
-        matcher: Matcher,
-        job_id: str,
-        input_path: Path,
-        output_path: Path,
-        *,
-        filename: str,
-        k: int,
-        id_column: str = "id",
-        text_column: str = "text",
-        store: StoreBatch | None = None,
-    ) -> Job:
-        """Start matching ``input_path`` (already saved and checked) in the background.
-
-        The record is written before this returns, so the job page finds it
-        whichever worker answers the redirect. With ``store``, the matched
-        batch is also stored in the database, whole or not at all.
-        """
-        job = Job(
-            self._checked(job_id),
-            filename,
-            input_path,
-            output_path,
-            k,
-            id_column,
-            text_column,
-            host=self.host,
-            store=store,
-        )
-        self._save(job, force=True)
-        thread = threading.Thread(
-            target=self._run, args=(matcher, job), name=f"batch-{job.id}", daemon=True
-        )
-        thread.start()
-        log.info("batch %s queued", job.id)
-        return job
-
     def _run(self, matcher: Matcher, job: Job) -> None:
+        local = temporary_path(self.scratch / f"{job.id}{job.suffix}")
         try:
             while not self.slot.acquire(timeout=self.heartbeat):
                 self._save(job, force=True)
-            run_lock = self.run_lock_path(job.id)
+                if job.stop:
+                    raise JobAbandoned(job.id)
             try:
-                # Held until the batch is stored or given up: a privacy deletion
-                # that stops the job waits for it (web.jobs.erasure).
-                with locked(run_lock):
-                    total = count_lines(job.input_path)
-                    with job.lock:
-                        job.status = Status.RUNNING
-                        job.total_lines = total
-                    self._save(job, force=True)
-                    self._match(matcher, job)
+                self._make_scratch()
+                self._copy_out(job.id, UPLOAD, local)
+                total = count_rows(local, name=job.filename)
+                if not self._update(
+                    job.id,
+                    [Status.QUEUED],
+                    status=Status.RUNNING,
+                    total_rows=total,
+                    started_at=utcnow(),
+                    updated_at=utcnow(),
+                ):
+                    raise JobAbandoned(job.id)
+                self._match(matcher, job, local)
             finally:
-                run_lock.unlink(missing_ok=True)
                 self.slot.release()
         except JobAbandoned:
-            job.output_path.unlink(missing_ok=True)
-            log.warning("batch %s was written down as failed by another worker; stopped", job.id)
+            self._let_go(job)
         except MatcherError as exc:
             # Core errors describe the file (type, header, columns), not its rows.
-            self._finish(job, str(exc))
+            self._finish(job, Status.FAILED, str(exc))
         except Exception as exc:
             # Only the type and the frames: an exception's message could quote a row.
             log.error(
@@ -200,71 +151,85 @@ class JobRunner(JobFolder):
                 type(exc).__name__,
                 "".join(traceback.format_tb(exc.__traceback__)),
             )
-            self._finish(job, "The batch stopped on an unexpected error; please retry.")
-        else:
-            self._finish(job)
+            self._finish(
+                job, Status.FAILED, "The batch stopped on an unexpected error; please retry."
+            )
         finally:
-            job.input_path.unlink(missing_ok=True)
+            local.unlink(missing_ok=True)
 
-    def _match(self, matcher: Matcher, job: Job) -> None:
+    def _match(self, matcher: Matcher, job: Job, local: Path) -> None:
         rows = read_shoppers(
-            job.input_path,
+            local,
             id_column=job.id_column,
             text_column=job.text_column,
             max_chars=matcher.max_chars,
+            name=job.filename,
         )
-        part, spool_path = job.part_path, job.spool_path
+        part = temporary_path(self.scratch / f"{job.id}.pairings.csv", ".part")
+        spool_path = temporary_path(self.scratch / f"{job.id}.store.jsonl", ".part")
+        # Under quotas and shares the store chooses among every celebrity,
+        # after this whole file is matched; the file shows the ranking by fit.
+        limited = bool(limits_of(matcher.index.profiles))
+        k = matcher.roster_size if limited else job.k
+
+        def on_row(_line: int) -> None:
+            self._save(job)
+
+        def should_stop() -> bool:
+            return job.stop is not None
+
         try:
-            # Both name shoppers: private from the first byte.
             with (
                 open_private(part, "w", encoding="utf-8", newline="") as handle,
-                open_private(spool_path, "w", encoding="utf-8")
-                if job.store
-                else open(os.devnull, "w", encoding="utf-8") as spool,
+                open_private(spool_path, "w", encoding="utf-8") as spool,
             ):
                 writer = CsvPairingWriter(handle, job.k)
-                # Under quotas and shares the store chooses among every celebrity,
-                # after this whole file is matched; the file shows the ranking by fit.
-                limited = bool(limits_of(matcher.index.profiles))
-                k = matcher.roster_size if limited else job.k
-                for item in match_rows(matcher, rows, k=k):
-                    with job.lock:
+                loop = counted_rows(
+                    matcher, rows, job.summary, k=k, on_row=on_row, should_stop=should_stop
+                )
+                try:
+                    for item in loop:
                         if isinstance(item, BadRow):
-                            job.bad += 1
-                            if len(job.bad_lines) < MAX_LISTED_BAD_ROWS:
-                                job.bad_lines.append(BadLine(item.line, item.reason))
-                            job.lines_done = item.line
-                        else:
-                            top = replace(item, matches=item.matches[: job.k])
-                            writer.write(Placed(top, None, None) if limited else best_placed(top))
-                            # An unsure answer paired nobody: in the file, marked,
-                            # but neither stored nor counted, as on the API.
-                            if not item.assessment.confident:
-                                job.unsure += 1
-                            else:
-                                if job.store is not None:
-                                    ranking = item.matches if limited else ()
-                                    spool.write(_spooled(item.row.id, item.matches[0], ranking))
-                                job.totals.add(item.matches[0])
-                            job.matched += 1
-                            job.lines_done = item.row.line
-                    self._save(job)
+                            continue
+                        self._write(job, writer, spool, item, limited)
+                except BatchStopped:
+                    raise JobAbandoned(job.id) from None
                 writer.close()
-            # Stopped meanwhile (a privacy deletion, a sweep)? Then nothing is stored.
+            problem = nothing_read(job.summary, job.filename)
+            if problem is not None:
+                self._finish(job, Status.FAILED, problem)
+                return
+            # Cancelled or stopped meanwhile? Then nothing is stored.
             self._save(job, force=True)
+            if job.stop:
+                raise JobAbandoned(job.id)
             if job.store is not None:
-                self._store(job)
-            os.replace(part, job.output_path)
+                self._store(job, spool_path)
+            with open(part, "rb") as output:
+                self._finish(job, Status.DONE, None, output=output)
         finally:
             rows.close()  # the input file, also when matching stopped early
             part.unlink(missing_ok=True)
             spool_path.unlink(missing_ok=True)
 
-    def _store(self, job: Job) -> None:
+    def _write(
+        self, job: Job, writer: CsvPairingWriter, spool: object, item: Paired, limited: bool
+    ) -> None:
+        top = replace(item, matches=item.matches[: job.k])
+        writer.write(Placed(top, None, None) if limited else best_placed(top))
+        # An unsure answer paired nobody: in the file, marked, but neither
+        # stored nor counted, as on the API.
+        if item.assessment.confident:
+            if job.store is not None:
+                ranking = item.matches if limited else ()
+                spool.write(_spooled(item.row.id, item.matches[0], ranking))  # type: ignore[attr-defined]
+            with job.lock:
+                job.totals.add(item.matches[0])
+
+    def _store(self, job: Job, spool: Path) -> None:
         """Store the spooled batch in one transaction; raise :class:`NotStored` if refused."""
         assert job.store is not None
         try:
-            spool = job.spool_path
             stored = job.store(Replayable(lambda: _unspooled(spool)), job.filename)
         except Exception as exc:
             # Only the type: a database error's message can quote the values it refused.
@@ -272,43 +237,89 @@ class JobRunner(JobFolder):
             raise NotStored(
                 "Nothing of this batch was stored: the database refused it. Upload it again."
             ) from None
-        with job.lock:
-            job.stored, job.batch_id = stored.count, stored.batch_id
+        self._update(
+            job.id, UNFINISHED, stored=stored.count, batch_id=stored.batch_id, updated_at=utcnow()
+        )
         log.info("batch %s stored as database batch %s", job.id, stored.batch_id)
 
-    def _finish(self, job: Job, error: str | None = None) -> None:
-        """Write the final record: done, or failed with ``error``."""
-        if error is not None:
-            job.output_path.unlink(missing_ok=True)
-        with job.lock:
-            job.status = Status.DONE if error is None else Status.FAILED
-            job.error = error
-            job.finished = time.time()
-        try:
-            self._save(job, force=True)
-        except JobAbandoned:
-            job.output_path.unlink(missing_ok=True)
-            log.warning("batch %s was written down as failed by another worker", job.id)
-            return
-        if error is None:
-            log.info("batch %s done: %d matched, %d bad", job.id, job.matched, job.bad)
+    def _finish(
+        self, job: Job, status: Status, error: str | None, *, output: object | None = None
+    ) -> None:
+        """Write the job's end: its figures, status and (done) pairings in one transaction."""
+        now = time.time()
+        values = {
+            **job.progress(),
+            "status": status.value,
+            "error": error,
+            "finished_at": moment(now),
+            "updated_at": moment(now),
+            "expires_at": moment(now + job.keep_for),
+            "host": None,
+            "pid": None,
+        }
+        if status is Status.DONE:
+            with job.lock:
+                values["totals"] = job.totals.to_json()
+        with self.db.write() as session:
+            row = session.execute(
+                select(BatchJobRow).where(BatchJobRow.id == job.id).with_for_update()
+            ).scalar_one_or_none()
+            if row is None or row.status not in UNFINISHED or (row.host, row.pid) != self._me():
+                log.warning(
+                    "batch %s was stopped by another worker; its end is not written", job.id
+                )
+                if row is not None and (row.host, row.pid) == self._me():
+                    row.host, row.pid = None, None
+                return
+            for key, value in values.items():
+                setattr(row, key, value)
+            if output is not None:
+                self._put_file(session, job.id, PAIRINGS, chunks_of(output))  # type: ignore[arg-type]
+            self._put_file(session, job.id, UPLOAD, ())
+        if status is Status.DONE:
+            log.info(
+                "batch %s done: %d matched, %d bad", job.id, job.summary.matched, job.summary.bad
+            )
         else:
-            log.info("batch %s failed", job.id)
+            log.info("batch %s %s", job.id, status.value)
+
+    def _let_go(self, job: Job) -> None:
+        """Stopped without finishing: cancelled (written down now), or given up by another."""
+        if job.stop == "cancelled":
+            self._finish(job, Status.CANCELLED, CANCELLED_ERROR)
+            return
+        with self.db.write() as session:
+            row = session.get(BatchJobRow, job.id)
+            if row is not None and (row.host, row.pid) == self._me():
+                row.host, row.pid = None, None
+        self._delete_files(job.id, UPLOAD)
+        log.warning("batch %s was stopped by another worker or a deletion; stopped", job.id)
+
+    def _me(self) -> tuple[str, int]:
+        return self.host, os.getpid()
 
     def _save(self, job: Job, *, force: bool = False) -> None:
-        """Write the job's record, at most once per ``save_every`` unless ``force``.
-
-        Raises:
-            JobAbandoned: the record on disk is already final, so another
-                worker gave this job up; the caller must stop.
-        """
+        """Write the job's progress (the heartbeat), at most once per ``save_every`` unless
+        ``force``, and read back whether it must stop: ``job.stop`` is set when the
+        planner cancelled it or the row no longer accepts this worker's saves."""
         now = time.monotonic()
         if not force and now - job.saved_at < self.save_every:
             return
         job.saved_at = now
-        record = job.record()
-        with self._locked(exclusive=True):
-            on_disk = self._read(job.id)
-            if on_disk is not None and on_disk.status not in UNFINISHED:
-                raise JobAbandoned(job.id)
-            self._write(record)
+        with self.db.write() as session:
+            row = session.execute(
+                select(BatchJobRow).where(BatchJobRow.id == job.id).with_for_update()
+            ).scalar_one_or_none()
+            if row is None or row.status not in UNFINISHED or (row.host, row.pid) != self._me():
+                job.stop = "abandoned"
+                return
+            if row.status == Status.RUNNING:
+                for key, value in job.progress().items():
+                    setattr(row, key, value)
+            row.updated_at = utcnow()
+            if row.cancel_requested:
+                job.stop = "cancelled"
+
+
+def this_host() -> str:
+    return socket.gethostname()

@@ -1,6 +1,6 @@
 """The storage spool: a matched batch waiting to be stored in one transaction.
 
-Storage: when the planner's view hands :meth:`JobRegistry.submit` a
+Storage: when the planner's view hands :meth:`JobRegistry.start` a
 ``store`` function, every matched row is also spooled (reference, celebrity,
 score, reasons; never the text) to ``.<id>.store.jsonl.part``, and once the
 whole file is matched the spool is passed to ``store``, which writes the

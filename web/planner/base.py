@@ -54,7 +54,7 @@ from ..campaigns import (
 )
 from ..errors import ApiError
 from ..i18n import LANGUAGES
-from ..jobs import DEFAULT_TTL, JobRegistry
+from ..jobs import JOBS_FOLDER, JobRegistry
 from ..pairing import facet_label
 from ..security import check_form_post, check_signed_token, register_form_check, signed_token
 
@@ -143,13 +143,18 @@ def _on_register(state: Any) -> None:
 def job_registry(app: Flask) -> JobRegistry:
     """This worker's view of the batch jobs, made on first use.
 
-    Every worker's registry works on the same folder under the instance path,
-    so a job is seen by all of them whichever one runs it.
+    Every worker's registry works on the same database, so a job is seen by
+    every worker of every server, whichever one runs it.
     """
     registry = app.extensions.get(JOBS_KEY)
     if registry is None:
-        ttl = float(app.config.get("MATCHER_PLANNER_BATCH_TTL", DEFAULT_TTL))
-        fresh = JobRegistry(Path(app.instance_path) / "planner-batches", ttl=ttl)
+        # Pairings stay until the campaign's retention ends; a configured TTL is shorter.
+        ttl = app.config.get("MATCHER_PLANNER_BATCH_TTL")
+        fresh = JobRegistry(
+            database(app),
+            Path(app.instance_path) / JOBS_FOLDER,
+            ttl=None if ttl is None else float(ttl),
+        )
         registry = app.extensions.setdefault(JOBS_KEY, fresh)
     assert isinstance(registry, JobRegistry)
     return registry
