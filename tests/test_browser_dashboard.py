@@ -182,7 +182,7 @@ def wrapped_headers(page: Page) -> list[str]:
               const line = parseFloat(style.lineHeight) || 1.6 * parseFloat(style.fontSize);
               const range = document.createRange();
               range.selectNodeContents(th);
-              return range.getClientRects().length > 1 || range.getBoundingClientRect().height > 1.5 * line;
+              return range.getBoundingClientRect().height > 1.5 * line;
             })
             .map(th => th.textContent.trim())"""
     )
