@@ -1,8 +1,11 @@
 """Planner feedback: corrected pairings kept with the roster, used as examples.
 
 When a planner marks a pairing as wrong and names the right celebrity, the
-text is appended to ``corrections.jsonl`` in the roster folder. Loading the
-roster attaches each correction to its celebrity as an extra example, so
+correction becomes part of the campaign's published roster (the try page
+publishes a new version holding it: :mod:`matcher.store.rosters`), or, from
+the command line, is appended to ``corrections.jsonl`` in the roster folder,
+which is published with the folder. Loading the roster attaches each
+correction to its celebrity as an extra example, so
 later shoppers who write something similar are pulled towards the right
 celebrity (measured in benchmarks/README.md).
 
@@ -14,12 +17,13 @@ shopper's own words, so corrections are personal data like stored texts:
 
 - the file is created 0600;
 - a privacy delete removes every correction holding one of the shopper's
-  stored texts, or a text the request names (:func:`erase_corrections`);
+  stored texts, or a text the request names (:func:`erase_corrections`), from
+  the folders and from every published version (``RosterCopies``);
 - the retention purge removes corrections older than the campaign's
   retention period (:func:`expire_corrections`), as it does pairings.
 
-The index is rebuilt from the file when it changes (the server watches it),
-so a removed correction's vector leaves the index too.
+A version rewritten so gets a new content hash, so every server rebuilds its
+index without the removed correction's vector.
 """
 
 from __future__ import annotations
@@ -111,10 +115,10 @@ def load_corrections(
     return tuple(corrections), problems
 
 
-def add_correction(
-    folder: str | Path, text: str, right: str, known_ids: Iterable[str], wrong: str | None = None
+def new_correction(
+    text: str, right: str, known_ids: Iterable[str], wrong: str | None = None
 ) -> Correction:
-    """Append a correction to the roster folder's ``corrections.jsonl``.
+    """A checked correction, stamped now: to append to a folder or publish with a roster.
 
     Raises:
         InputError: blank or over-long text, or an unknown celebrity id.
@@ -125,9 +129,20 @@ def add_correction(
             raise InputError(f"{field}: unknown celebrity id {value!r}")
     if wrong == right:
         raise InputError("right and wrong name the same celebrity")
-    correction = Correction(
+    return Correction(
         validate_text(text), right, wrong, datetime.now(UTC).isoformat(timespec="seconds")
     )
+
+
+def add_correction(
+    folder: str | Path, text: str, right: str, known_ids: Iterable[str], wrong: str | None = None
+) -> Correction:
+    """Append a correction to the roster folder's ``corrections.jsonl``.
+
+    Raises:
+        InputError: blank or over-long text, or an unknown celebrity id.
+    """
+    correction = new_correction(text, right, known_ids, wrong)
     line = json.dumps(asdict(correction), ensure_ascii=False) + "\n"
     folder = Path(folder)
     with locked(folder / CORRECTIONS_LOCK):

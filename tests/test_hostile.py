@@ -405,7 +405,8 @@ VALID: dict[str, dict[str, str]] = {
     },
     "/planner/settings": {"consent_version": "7", "embed_origins": "https://shop.example"},
     "/planner/try": {"text": "tea and books"},
-    "/planner/corrections": {"text": "tea and books", "right": "library", "wrong": "ocean"},
+    "/planner/corrections": {"text": "tea and books", "right": "library", "wrong": "ocean",
+                             "confirm": "yes"},
     "/planner/privacy": {"action": "export", "ref": "abc"},
 }  # fmt: skip
 GOOD_UPLOAD = b"id,text\na,tea and books\nb,quiet reading by the window\n"

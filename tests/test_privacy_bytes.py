@@ -123,7 +123,7 @@ def send(app: Flask, planner: FlaskClient, path: str, marker: str, ref: str) -> 
         # A shopper's own text, kept with consent, then filed from the try box as a correction.
         status, _ = post_form(client, f"/?ref={ref}", text=marker, consent="yes")
         assert status == 200
-        fields = {"text": marker, "right": "chen-an", "wrong": "lin-yue"}
+        fields = {"text": marker, "right": "chen-an", "wrong": "lin-yue", "confirm": "yes"}
         assert post(planner, "/planner/corrections", fields).status_code == 200
 
 

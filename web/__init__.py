@@ -51,8 +51,6 @@ def create_app(config: Mapping[str, Any] | None = None, *, matcher: Matcher | No
     app.config.from_mapping(defaults())
     if config:
         app.config.from_mapping(config)
-    if not app.config["SECRET_KEY"]:
-        app.config["SECRET_KEY"] = instance_secret(app.instance_path)
     parse_origins(app.config["MATCHER_EMBED_ORIGINS"])  # a bad setting fails at start
 
     from matcher.store import (
@@ -69,6 +67,9 @@ def create_app(config: Mapping[str, Any] | None = None, *, matcher: Matcher | No
         app.config["MATCHER_DATABASE_URL"] or default_database_url(app.instance_path)
     )
     database.migrate()
+    if not app.config["SECRET_KEY"]:
+        # One secret per database: every worker of every machine signs alike.
+        app.config["SECRET_KEY"] = instance_secret(app.instance_path, database)
     profiles = str(app.config["MATCHER_PROFILES"])
     default = ensure_campaign(database, default_campaign_settings(profiles))
     if default.profiles_dir != profiles:
@@ -79,22 +80,14 @@ def create_app(config: Mapping[str, Any] | None = None, *, matcher: Matcher | No
     # The request's campaign's embed origins and quick picks.
     app.extensions["matcher.settings"] = request_settings
 
-    # Watch the roster folder only for a matcher built from it here; a matcher
-    # handed in (tests, embedding apps) is the caller's to manage.
+    # Serve the published roster (the folder imported on the first start); a
+    # matcher handed in (tests, embedding apps) is taken to serve it as it is.
+    from .roster import initial_matcher, start_serving
+
     matcher_owned = matcher is None
     if matcher is None:
-        from matcher.matching import load_matcher
-
-        matcher, _ = load_matcher(
-            app.config["MATCHER_PROFILES"],
-            model=app.config["MATCHER_MODEL"],
-            index_dir=app.config["MATCHER_INDEX_DIR"],
-        )
-    app.extensions["matcher"] = matcher
-    if matcher_owned:
-        from .roster import start_watching
-
-        start_watching(app)
+        matcher = initial_matcher(app, database, default)
+    start_serving(app, database, default, matcher, owned=matcher_owned)
 
     from . import api, embed, planner, shopper
     from .campaigns import register_campaign_urls

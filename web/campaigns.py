@@ -7,15 +7,16 @@ planner area takes ``?campaign=``. Every worker caches a campaign's row for
 :data:`CAMPAIGN_TTL` seconds, so a planner's change reaches all workers within
 that time without a database read per request.
 
-The default campaign's roster is always the configured ``MATCHER_PROFILES``
-(held in ``app.extensions["matcher"]`` and watched by ``roster.py``). Every
-other campaign's roster is a folder inside ``MATCHER_ROSTERS_DIR`` (default
-``INSTANCE/rosters``), checked again each time it is loaded, links followed:
-a planner names a roster, never an arbitrary folder on the server, which the
-server would read and then write its index and corrections into. Other
-campaigns' matchers are loaded on first use with the same encoder, so one copy
-of the model weights serves every campaign, and are reloaded when their folder
-changes.
+Every campaign serves its published roster (``roster.py``): the newest
+version in the database, which every worker of every machine polls. Before
+its first publish a campaign's roster folder is imported as version 1: the
+default campaign's (the configured ``MATCHER_PROFILES``, its matcher also in
+``app.extensions["matcher"]``) at start, another campaign's on first use.
+Every other campaign's folder is inside ``MATCHER_ROSTERS_DIR`` (default
+``INSTANCE/rosters``), checked again each time it is read, links followed: a
+planner names a roster, never an arbitrary folder on the server. Other
+campaigns' matchers are loaded with the same encoder, so one copy of the
+model weights serves every campaign.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ from flask_babel import gettext
 
 from matcher.capacity import limits_of
 from matcher.errors import MatcherError
-from matcher.matching import Match, Matcher, load_matcher
+from matcher.matching import Match, Matcher
 from matcher.origins import parse_origins
-from matcher.profiles import confined_folder, load_profiles
+from matcher.profiles import confined_folder
 from matcher.store import (
     DEFAULT_SLUG,
     Campaign,
@@ -49,10 +50,11 @@ from matcher.store import (
     record_pairings,
 )
 from matcher.store.campaigns import SLUG_PATTERN, note_index_version
+from matcher.store.rosters import import_folder
 
 from .errors import ApiError
 from .jobs import StoreBatch
-from .roster import CHECK_INTERVAL, refresh_if_changed, refresh_matcher, roster_signature
+from .roster import Served, load_served, refresh, refresh_if_changed, served
 from .settings import DEFAULT_QUICK_PICKS
 
 log = logging.getLogger(__name__)
@@ -68,29 +70,25 @@ def database(app: Flask | None = None) -> Database:
     return db
 
 
-@dataclass
-class Slot:
-    """A non-default campaign's matcher and what its roster folder looked like when loaded."""
-
-    folder: str
-    matcher: Matcher
-    signature: tuple[tuple[str, int, int], ...]
-    checked: float = field(default_factory=time.monotonic)
+#: What a worker serves for a campaign (``roster.py``); ``state(app).slots[slug].matcher``.
+Slot = Served
 
 
 @dataclass
 class CampaignState:
-    """Per-worker caches: campaign rows, other campaigns' matchers, versions noted."""
+    """Per-worker caches: campaign rows, campaigns' served rosters, versions noted."""
 
     rows: dict[str, tuple[Campaign | None, float]] = field(default_factory=dict)
-    slots: dict[str, Slot] = field(default_factory=dict)
+    slots: dict[str, Served] = field(default_factory=dict)
     noted: dict[str, str] = field(default_factory=dict)
     origins: tuple[list[str], float] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def state(app: Flask) -> CampaignState:
-    found: CampaignState = app.extensions.setdefault(STATE_KEY, CampaignState())
+    found: CampaignState | None = app.extensions.get(STATE_KEY)
+    if found is None:
+        found = app.extensions.setdefault(STATE_KEY, CampaignState(slots=served(app)))
     return found
 
 
@@ -166,16 +164,16 @@ def roster_path(folder: str | Path, app: Flask | None = None) -> Path:
     return confined_folder(rosters_root(app), folder)
 
 
-def _load_campaign_matcher(folder: str, encoder: Any) -> Matcher:
-    """Load a non-default campaign's roster, refusing anything outside the rosters root.
+def _load_campaign_matcher(app: Flask, campaign: Campaign) -> Served:
+    """Load a non-default campaign's published roster, importing its folder if none is.
 
     Raises:
-        MatcherError: outside the root, a profile file linking out of it, or a bad roster.
+        MatcherError: the folder is outside the rosters root, a profile file
+            links out of it, or it is not a valid roster; the version cannot be loaded.
     """
-    path = roster_path(folder)
-    load_profiles(path, within=rosters_root())
-    matcher, _ = load_matcher(path, encoder=encoder)
-    return matcher
+    base: Matcher = app.extensions["matcher"]
+    path = roster_path(campaign.profiles_dir, app)
+    return load_served(app, database(app), campaign, base, folder=path, within=rosters_root(app))
 
 
 def campaign_settings(campaign: Campaign) -> dict[str, Any]:
@@ -189,64 +187,63 @@ def campaign_settings(campaign: Campaign) -> dict[str, Any]:
 
 
 def matcher_for(campaign: Campaign) -> Matcher:
-    """The campaign's matcher, loaded or reloaded if its roster folder changed.
+    """The campaign's matcher, serving its published roster (reloaded when a newer one is).
+
+    A campaign whose roster folder (``profiles_dir``) was changed imports the
+    new folder as a new version.
 
     Raises:
         ApiError: 503 when a campaign's roster cannot be loaded (the problem is logged).
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    db = database(app)
+    current = refresh_if_changed(app, db, campaign)
     if campaign.slug == DEFAULT_SLUG:
-        refresh_if_changed(app)
+        if current is not None:
+            return current.matcher
         default: Matcher = app.extensions["matcher"]
         return default
+    if current is not None and current.folder == campaign.profiles_dir:
+        return current.matcher
     campaigns = state(app)
-    slot = campaigns.slots.get(campaign.slug)
-    now = time.monotonic()
-    if slot is not None and slot.folder == campaign.profiles_dir:
-        if now - slot.checked < CHECK_INTERVAL:
-            return slot.matcher
-        slot.checked = now
-        if roster_signature(slot.folder) == slot.signature:
-            return slot.matcher
     with campaigns.lock:
         try:
-            signature = roster_signature(campaign.profiles_dir)
-            base: Matcher = app.extensions["matcher"]
-            matcher = _load_campaign_matcher(campaign.profiles_dir, base.encoder)
+            if current is not None:
+                # The planner pointed the campaign at another folder: that is its roster now.
+                path = roster_path(campaign.profiles_dir, app)
+                import_folder(db, campaign.id, path, within=rosters_root(app))
+                fresh = refresh(app, db, campaign)
+                fresh.folder = campaign.profiles_dir
+                return fresh.matcher
+            loaded = _load_campaign_matcher(app, campaign)
         except MatcherError as exc:
-            if slot is not None and slot.folder == campaign.profiles_dir:
+            if current is not None:
                 log.warning(
-                    "campaign %s: roster changed but cannot be loaded: %s", campaign.slug, exc
+                    "campaign %s: new roster folder cannot be loaded: %s", campaign.slug, exc
                 )
-                slot.signature = roster_signature(slot.folder)
-                return slot.matcher
+                current.folder = campaign.profiles_dir
+                return current.matcher
             log.error("campaign %s: roster cannot be loaded: %s", campaign.slug, exc)
             raise ApiError(
                 503,
                 "campaign_unavailable",
                 gettext("This campaign is not available right now."),
             ) from None
-        campaigns.slots[campaign.slug] = Slot(campaign.profiles_dir, matcher, signature)
-    return matcher
+        campaigns.slots[campaign.slug] = loaded
+    return loaded.matcher
 
 
 def refresh_campaign(campaign: Campaign) -> Matcher:
-    """Reload the campaign's roster now, in this worker (others follow the folder's changes).
+    """Serve the campaign's published version now, in this worker (after a publish here;
+    the other workers and machines follow within seconds).
 
     Raises:
-        MatcherError: the folder cannot be loaded; the campaign keeps its matcher.
+        MatcherError: the version cannot be loaded; the campaign keeps its matcher.
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    if campaign.slug == DEFAULT_SLUG:
-        return refresh_matcher(app)
-    folder = campaign.profiles_dir
-    signature = roster_signature(folder)
-    base: Matcher = app.extensions["matcher"]
-    matcher = _load_campaign_matcher(folder, base.encoder)
-    campaigns = state(app)
-    with campaigns.lock:
-        campaigns.slots[campaign.slug] = Slot(folder, matcher, signature)
-    return matcher
+    if campaign.slug != DEFAULT_SLUG and campaign.slug not in state(app).slots:
+        matcher_for(campaign)
+    return refresh(app, database(app), campaign).matcher
 
 
 def current_matcher() -> Matcher:

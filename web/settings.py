@@ -9,13 +9,15 @@ still wins for the default campaign, so an operator keeps the last word.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from matcher.encoders import DEFAULT_MODEL
 from matcher.limits import MAX_UPLOAD_BYTES
 from matcher.origins import parse_origins
+
+if TYPE_CHECKING:
+    from matcher.store import Database
 
 __all__ = ["DEFAULT_QUICK_PICKS", "defaults", "instance_secret", "parse_origins"]
 
@@ -54,24 +56,20 @@ def defaults() -> dict[str, Any]:
     }
 
 
-def instance_secret(instance_path: str) -> str:
-    """A secret key shared by every worker of this instance, made once and kept on disk.
+def instance_secret(instance_path: str, db: Database) -> str:
+    """The secret key every worker of every machine on ``db`` shares, made once in it.
 
-    Written to a temporary file and hard-linked into place, so two workers
-    starting together agree on one key and never read a half-written file.
+    Kept in the database (:func:`matcher.store.secret.instance_secret`), so two
+    machines on one database accept each other's sessions and tokens. An
+    instance that kept its key in ``INSTANCE/secret_key`` hands that key to its
+    database the first time, so its planners stay signed in.
     """
-    folder = Path(instance_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "secret_key"
-    if not path.exists():
-        tmp = folder / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(secrets.token_hex(32))
+    from matcher.store.secret import instance_secret as stored_secret
+
+    def from_file() -> str | None:
         try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    return path.read_text(encoding="ascii").strip()
+            return (Path(instance_path) / "secret_key").read_text(encoding="ascii").strip() or None
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    return stored_secret(db, seed=from_file)

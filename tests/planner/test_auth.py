@@ -12,6 +12,7 @@ from werkzeug.security import generate_password_hash
 
 from matcher.matching import Matcher
 from matcher.store import list_campaigns
+from matcher.store.rosters import history
 from web.campaigns import database
 
 from ..conftest import SAMPLE_PROFILES
@@ -53,7 +54,7 @@ POSTS = [
     pytest.param("/planner/try", {"text": "I like tea"}, id="try"),
     pytest.param(
         "/planner/corrections",
-        {"text": "I like tea", "right": "chen-an", "wrong": "xu-mo"},
+        {"text": "I like tea", "right": "chen-an", "wrong": "xu-mo", "confirm": "yes"},
         id="correct",
     ),
     pytest.param("/planner/refresh", {}, id="refresh"),
@@ -84,6 +85,7 @@ def assert_nothing_changed(app: Flask) -> None:
     )  # fmt: skip
     assert stored_refs(app) == {"kept": 1}
     assert not (Path(app.config["MATCHER_PROFILES"]) / "corrections.jsonl").exists()
+    assert [v.number for v in history(database(app), default.id)] == [1], "nothing published"
 
 
 @pytest.mark.parametrize("path", PAGES)

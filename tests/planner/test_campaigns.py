@@ -10,7 +10,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from markupsafe import escape
 
-from matcher.store import list_campaigns
+from matcher.store import get_campaign, list_campaigns
+from matcher.store.rosters import published
 from web.campaigns import database
 
 from ..conftest import SAMPLE_PROFILES, write_roster
@@ -149,10 +150,13 @@ def test_switching_campaigns_changes_every_page(
     response = post(
         db_planner,
         f"/planner/corrections?campaign={seaside}",
-        {"text": text, "right": before[-1], "wrong": before[0]},
+        {"text": text, "right": before[-1], "wrong": before[0], "confirm": "yes"},
     )
     assert response.status_code == 200, response.get_data(as_text=True)
-    assert (folder / "corrections.jsonl").exists()
+    # The correction is published with the campaign's roster, not written into any folder.
+    served = published(database(db_app), get_campaign(database(db_app), seaside).id)
+    assert served is not None and [c.text for c in served.corrections] == [text]
+    assert not (folder / "corrections.jsonl").exists()
     assert not (Path(db_app.config["MATCHER_PROFILES"]) / "corrections.jsonl").exists()
     assert ranked_ids(response.get_data(as_text=True))[0] == before[-1], "applied at once"
 

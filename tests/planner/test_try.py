@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -13,6 +12,9 @@ from flask.testing import FlaskClient
 from markupsafe import escape
 
 from matcher.matching import Matcher
+from matcher.store import find_campaign
+from matcher.store.rosters import history, published
+from web.campaigns import database
 from web.jobs import Status
 
 from .conftest import (
@@ -92,21 +94,58 @@ def test_an_upload_stores_and_counts_only_confident_answers(
     ]
 
 
-def test_a_correction_is_saved_and_applies_after_the_refresh(
+def test_the_correction_form_preselects_nobody_and_asks_for_a_confirmation(
+    planner: FlaskClient,
+) -> None:
+    text = "I collect fountain pens and spend Sundays restoring an old sailing boat."
+    page = post(planner, "/planner/try", {"text": text}).get_data(as_text=True)
+    form = page[page.index('action="/planner/corrections"') :]
+    form = form[: form.index("</form>")]
+    radios = re.findall(r'<input type="radio" name="right" value="([^"]+)"([^>]*)>', form)
+    assert len(radios) == 6, "every celebrity but the top one can be chosen"
+    assert all("checked" not in rest for _, rest in radios)
+    assert "selected" not in form and "<select" not in form
+    assert re.search(r'<input type="checkbox" name="confirm" value="yes" required>', form)
+
+
+def test_a_correction_without_the_confirmation_writes_nothing(
+    app: Flask, planner: FlaskClient, sample_matcher: Matcher
+) -> None:
+    text = "I collect fountain pens and spend Sundays restoring an old sailing boat."
+    ranking = sample_matcher.match(text, 7)
+    form = {"text": text, "right": ranking[1].celebrity_id, "wrong": ranking[0].celebrity_id}
+    response = post(planner, "/planner/corrections", form)
+    assert response.status_code == 400
+    assert "Tick the box to confirm" in response.get_data(as_text=True)
+    assert versions(app) == [1]
+    assert app.extensions["matcher"] is sample_matcher
+
+
+def versions(app: Flask) -> list[int]:
+    campaign = find_campaign(database(app), "default")
+    assert campaign is not None
+    return [v.number for v in history(database(app), campaign.id)]
+
+
+def test_a_correction_is_published_and_applies_at_once(
     app: Flask, planner: FlaskClient, sample_matcher: Matcher
 ) -> None:
     text = "I collect fountain pens and spend Sundays restoring an old sailing boat."
     before = sample_matcher.match(text, 7)
     wrong, right = before[0].celebrity_id, before[-1].celebrity_id
-    response = post(planner, "/planner/corrections", {"text": text, "right": right, "wrong": wrong})
+    form = {"text": text, "right": right, "wrong": wrong, "confirm": "yes"}
+    response = post(planner, "/planner/corrections", form)
     assert response.status_code == 200, response.get_data(as_text=True)
     page = response.get_data(as_text=True)
     assert "applies to new matches right away" in page and 'role="status"' in page
 
-    lines = (Path(app.config["MATCHER_PROFILES"]) / "corrections.jsonl").read_text().splitlines()
-    assert len(lines) == 1
-    saved = json.loads(lines[0])
-    assert (saved["text"], saved["right"], saved["wrong"]) == (text, right, wrong)
+    assert not (Path(app.config["MATCHER_PROFILES"]) / "corrections.jsonl").exists()
+    campaign = find_campaign(database(app), "default")
+    assert campaign is not None
+    served = published(database(app), campaign.id)
+    assert served is not None and served.number == 2
+    assert [(c.text, c.right, c.wrong) for c in served.corrections] == [(text, right, wrong)]
+    assert served.author == "planner" and served.changes["corrections_added"] == 1
 
     refreshed = app.extensions["matcher"]
     assert refreshed is not sample_matcher
@@ -123,6 +162,7 @@ def test_a_correction_is_saved_and_applies_after_the_refresh(
     "data",
     [pytest.param({"right": "nobody", "wrong": "chen-an"}, id="unknown-right"),
      pytest.param({"right": "", "wrong": "chen-an"}, id="no-right"),
+     pytest.param({"wrong": "chen-an"}, id="right-missing"),
      pytest.param({"right": "chen-an", "wrong": "chen-an"}, id="same-as-wrong"),
      pytest.param({"right": "chen-an", "wrong": "nobody"}, id="unknown-wrong"),
      pytest.param({"right": "chen-an", "wrong": "xu-mo", "text": "  "}, id="blank-text"),
@@ -131,9 +171,9 @@ def test_a_correction_is_saved_and_applies_after_the_refresh(
 def test_bad_corrections_are_refused(
     app: Flask, planner: FlaskClient, sample_matcher: Matcher, data: dict[str, str]
 ) -> None:
-    form = {"text": "I like tea and quiet mornings.", **data}
+    form = {"text": "I like tea and quiet mornings.", "confirm": "yes", **data}
     response = post(planner, "/planner/corrections", form)
     assert response.status_code == 400
     assert 'role="alert"' in response.get_data(as_text=True)
-    assert not (Path(app.config["MATCHER_PROFILES"]) / "corrections.jsonl").exists()
+    assert versions(app) == [1]
     assert app.extensions["matcher"] is sample_matcher

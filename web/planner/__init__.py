@@ -31,13 +31,14 @@ passes), :mod:`.auth`, :mod:`.roster`, :mod:`.batches`, :mod:`.dashboard`,
 
 from __future__ import annotations
 
-from . import auth, batches, campaigns, casting, dashboard, privacy, roster
+from . import auth, batches, branding, campaigns, casting, dashboard, privacy, roster, roster_edit
 from .auth import check_report_login, login_throttle, password_matches
 from .base import bp, job_registry
 
 __all__ = [
     "auth",
     "batches",
+    "branding",
     "bp",
     "campaigns",
     "casting",
@@ -48,4 +49,5 @@ __all__ = [
     "password_matches",
     "privacy",
     "roster",
+    "roster_edit",
 ]

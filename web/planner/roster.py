@@ -1,9 +1,12 @@
-"""The roster page, trying a shopper text against the whole ranking, and correcting a pairing."""
+"""The roster page, its history, trying a shopper text against the whole ranking, and
+correcting a pairing (a new published version holding the correction).
+
+Editing celebrities, the draft, its preview and publishing are in :mod:`.roster_edit`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from flask import (
     current_app,
@@ -16,25 +19,36 @@ from flask import (
 from flask_babel import gettext
 from werkzeug.wrappers import Response as BaseResponse
 
-from matcher.errors import InputError, MatcherError, ProfileError
-from matcher.feedback import add_correction
+from matcher.errors import InputError, MatcherError
+from matcher.feedback import new_correction
 from matcher.matching import Matcher
-from matcher.profiles import Profile, load_profiles
+from matcher.profiles import Profile
 from matcher.store import (
     DEFAULT_SLUG,
     Campaign,
+)
+from matcher.store.rosters import (
+    Draft,
+    RosterVersion,
+    draft,
+    history,
+    import_folder,
+    publish,
+    published,
 )
 from matcher.text import has_controls, is_unicode
 
 from ..campaigns import (
     current_campaign,
+    database,
     refresh_campaign,
     roster_path,
+    rosters_root,
 )
 from ..hints import hint
 from ..pairing import current_matcher
 from ..security import check_form_post
-from .base import CLOSE_CALL, bp, lang_args
+from .base import CLOSE_CALL, bp, lang_args, logged_in_user
 
 
 @dataclass(frozen=True)
@@ -42,7 +56,8 @@ class RosterEntry:
     """A celebrity as the roster page shows it."""
 
     profile: Profile
-    #: "live", "inactive", "changed" (edited since the index was built), "new" or "removed".
+    #: "live", "inactive"; against the published version when a draft is shown:
+    #: "new", "changed" (edited in the draft), "deactivated" or "removed".
     state: str
     corrections: int
 
@@ -55,42 +70,46 @@ class RosterEntry:
         ]
 
 
-def roster_entries(matcher: Matcher, folder: str | Path) -> tuple[list[RosterEntry], str | None]:
-    """The roster folder as it is on disk, compared with what the live index matches against.
+def roster_entries(
+    version: RosterVersion | None, edited: Draft | None, matcher: Matcher
+) -> list[RosterEntry]:
+    """The published roster (or the draft, against the published one) as the page lists it.
 
-    Returns:
-        The entries, and the roster's problems when the folder cannot be loaded
-        (then the entries are the profiles matching now).
+    Before anything is published (a handed-in matcher), the profiles matching now.
     """
-    live = {profile.id: profile for profile in matcher.index.profiles}
-    try:
-        roster = load_profiles(folder)
-    except ProfileError as exc:
-        return [RosterEntry(p, "live", 0) for p in live.values()], str(exc)
-    corrected = roster.corrected_examples()
+    if version is None:
+        return [RosterEntry(p, "live", 0) for p in matcher.index.profiles]
+    corrected = version.roster().corrected_examples()
+    live = {p.id: p for p in version.profiles}
+    if edited is None:
+        return [
+            RosterEntry(p, "live" if p.active else "inactive", len(corrected.get(p.id, ())))
+            for p in version.profiles
+        ]
     entries = []
-    for profile in roster.profiles:
-        if not profile.active:
-            state = "inactive"
-        elif profile.id not in live:
+    for profile in edited.profiles:
+        before = live.get(profile.id)
+        if before is None:
             state = "new"
-        elif live[profile.id] != profile:
+        elif before.active and not profile.active:
+            state = "deactivated"
+        elif before != profile:
             state = "changed"
         else:
-            state = "live"
+            state = "live" if profile.active else "inactive"
         entries.append(RosterEntry(profile, state, len(corrected.get(profile.id, ()))))
-    on_disk = {profile.id for profile in roster.profiles}
-    entries += [RosterEntry(p, "removed", 0) for p in live.values() if p.id not in on_disk]
-    return entries, None
+    kept = {p.id for p in edited.profiles}
+    entries += [RosterEntry(p, "removed", 0) for p in version.profiles if p.id not in kept]
+    return entries
 
 
 def roster_folder(campaign: Campaign, *, checked: bool = False) -> str:
     """The campaign's roster folder; the default campaign's is the one the server started on.
 
     Args:
-        checked: the folder is about to be read or written (the roster page,
-            a correction): refuse one outside ``MATCHER_ROSTERS_DIR``. Showing
-            it, or erasing a shopper's copies from it, needs no check.
+        checked: the folder is about to be read (an import): refuse one outside
+            ``MATCHER_ROSTERS_DIR``. Showing it, or erasing a shopper's copies
+            from it, needs no check.
 
     Raises:
         ConfigError: ``checked`` and the folder is outside the rosters root.
@@ -100,25 +119,64 @@ def roster_folder(campaign: Campaign, *, checked: bool = False) -> str:
     return str(roster_path(campaign.profiles_dir)) if checked else campaign.profiles_dir
 
 
+def _roster_page(problems: str | None = None) -> str:
+    campaign = current_campaign()
+    matcher = current_matcher()
+    db = database()
+    version = published(db, campaign.id)
+    edited = draft(db, campaign.id)
+    return render_template(
+        "planner/roster.html",
+        entries=roster_entries(version, edited, matcher),
+        version=version,
+        draft=edited,
+        problems=problems,
+        folder=roster_folder(campaign),
+    )
+
+
 @bp.get("/")
 def roster() -> str:
-    folder = roster_folder(current_campaign(), checked=True)
-    entries, problems = roster_entries(current_matcher(), folder)
-    return render_template("planner/roster.html", entries=entries, problems=problems)
+    return _roster_page()
 
 
 @bp.post("/refresh")
 def refresh() -> BaseResponse | tuple[str, int]:
+    """Publish the roster folder as it is on the server (after editing its files)."""
     check_form_post()
     campaign = current_campaign()
     try:
+        folder = roster_folder(campaign, checked=True)
+        within = None if campaign.slug == DEFAULT_SLUG else rosters_root()
+        new = import_folder(
+            database(),
+            campaign.id,
+            folder,
+            within=within,
+            author=logged_in_user() or "planner",
+            note=gettext("Imported from the roster folder"),
+        )
         refresh_campaign(campaign)
     except MatcherError as exc:
-        entries, _ = roster_entries(current_matcher(), roster_folder(campaign, checked=True))
-        page = render_template("planner/roster.html", entries=entries, problems=str(exc))
-        return page, 409
-    flash(gettext("The index was refreshed: matching now uses the roster folder as it is."))
+        return _roster_page(problems=str(exc)), 409
+    if new is None:
+        flash(gettext("The roster folder holds what is published already: nothing changed."))
+    else:
+        flash(
+            gettext(
+                "Version %(number)d is published from the roster folder: "
+                "every server serves it within seconds.",
+                number=new.number,
+            )
+        )
     return redirect(url_for("planner.roster", **lang_args()), 303)
+
+
+@bp.get("/history")
+def roster_history() -> str:
+    """Every published version: who, when, why, and what changed."""
+    campaign = current_campaign()
+    return render_template("planner/roster_history.html", versions=history(database(), campaign.id))
 
 
 # -- try a shopper and correct ----------------------------------------------------------
@@ -171,7 +229,10 @@ def try_text() -> tuple[str, int]:
 
 @bp.post("/corrections")
 def correct() -> tuple[str, int]:
-    """Save "this text belongs to that celebrity" with the roster, then refresh the index."""
+    """Publish "this text belongs to that celebrity" with the roster, then serve it.
+
+    The planner chooses the celebrity (nothing is preselected) and confirms.
+    """
     check_form_post()
     text = request.form.get("text", "")
     right = request.form.get("right", "")
@@ -187,12 +248,27 @@ def correct() -> tuple[str, int]:
         error = gettext("Choose a celebrity other than the one the text was paired with.")
     if error is not None:
         return _try_page(text, error=error), 400
+    if error is None and request.form.get("confirm") != "yes":
+        error = gettext("Tick the box to confirm the correction: nothing was saved.")
+    if error is not None:
+        return _try_page(text, error=error), 400
     campaign = current_campaign()
+    db = database()
+    version = published(db, campaign.id)
+    if version is None:
+        return _try_page(text, error=gettext("This campaign has no published roster yet.")), 409
     try:
-        folder = roster_folder(campaign, checked=True)
-        add_correction(folder, text, right, names.keys(), wrong=wrong)
+        correction = new_correction(text, right, [p.id for p in version.profiles], wrong=wrong)
     except InputError as exc:
         return _try_page(text, error=str(exc)), 400
+    publish(
+        db,
+        campaign.id,
+        version.profiles,
+        corrections=(*version.corrections, correction),
+        author=logged_in_user() or "planner",
+        note=gettext("A correction from the try page"),
+    )
     try:
         refresh_campaign(campaign)
     except MatcherError as exc:
