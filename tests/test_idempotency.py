@@ -141,8 +141,8 @@ def test_the_form_resubmitted_with_its_page_key_stores_once(
     key = re.search(r'name="request_key" value="([^"]+)"', page)
     assert key, "the form carries a key of its own"
     fields = {"token": token_from(page), "request_key": key.group(1), "text": TEXT}
-    first = client.post("/", data=fields).get_data(as_text=True)
-    again = client.post("/", data=fields).get_data(as_text=True)
+    first = client.post("/", data=fields, follow_redirects=True).get_data(as_text=True)
+    again = client.post("/", data=fields, follow_redirects=True).get_data(as_text=True)
     ref = re.search(r"<code>([^<]+)</code>", first)
     assert ref and f"<code>{ref.group(1)}</code>" in again
     assert len(rows(db)) == 1

@@ -36,8 +36,9 @@ def token_from(page: str) -> str:
 
 
 def post_form(client: FlaskClient, path: str = "/", **fields: object) -> tuple[int, str]:
+    """Send the form at ``path``; a pairing's redirect is followed to the result page."""
     token = token_from(client.get(path).get_data(as_text=True))
-    response = client.post(path, data={"token": token, **fields})
+    response = client.post(path, data={"token": token, **fields}, follow_redirects=True)
     return response.status_code, response.get_data(as_text=True)
 
 
@@ -70,12 +71,30 @@ def test_posting_a_text_shows_the_best_celebrity_with_reasons(
     expected = sample_matcher.match(text, 3)
     status, page = post_form(client, path, text=text, lang="en")
     assert status == 200
-    assert f"Your celebrity: {expected[0].name}" in page
+    heading = page.split('id="result-title">', 1)[1].split("</h2>", 1)[0]
+    assert f'<span class="name">{expected[0].name}</span>' in heading
     assert f'data-celebrity-id="{expected[0].celebrity_id}"' in page
-    assert expected[0].reasons[0].quote in page
-    assert f'value="{round(expected[0].share * 100)}"' in page
+    assert f'data-percent="{round(expected[0].share * 100)}"' in page
+    # Reasons are lines for the shopper, never the profile's briefing copy.
+    reasons = page[page.index('<ul class="reasons">') : page.index("</ul>")]
+    assert reasons.count("<li>") == len({r.facet for r in expected[0].reasons})
+    for reason in expected[0].reasons:
+        assert reason.quote not in page
+    assert "<meter" not in page and "0%" not in page
+    # Runners-up are named only when they come close, never with a figure.
     for runner_up in expected[1:]:
-        assert runner_up.name in page
+        shown = f'<li data-celebrity-id="{runner_up.celebrity_id}">' in page
+        assert shown == (round(runner_up.share * 100) >= 12), runner_up
+
+
+def test_the_sample_campaign_wears_its_seeded_brand(client: FlaskClient) -> None:
+    english = client.get("/?lang=en").get_data(as_text=True)
+    assert "Maison Aurelle · Lueur" in english and "Find your Lueur celebrity" in english
+    assert "Seven celebrities, seven sides of one fragrance." in english
+    assert "<legend>Scent families</legend>" in english
+    chinese = client.get("/?lang=zh").get_data(as_text=True)
+    assert "找到你的 Lueur 明星" in chinese and "<legend>香调</legend>" in chinese
+    assert "Seven celebrities" not in chinese
 
 
 def test_quick_picks_alone_are_enough_to_match(
@@ -108,7 +127,8 @@ def test_bad_text_is_a_400_that_keeps_the_form(client: FlaskClient, fields: dict
 
 
 def test_shopper_text_is_escaped(client: FlaskClient) -> None:
-    _, page = post_form(client, text="<script>alert(1)</script> I like tea")
+    # Too long, so the page shows the text again in the box for the shopper to shorten.
+    _, page = post_form(client, text="<script>alert(1)</script> I like tea" + " tea" * 300)
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
@@ -178,7 +198,7 @@ def test_same_origin_post_with_browser_headers_is_accepted(client: FlaskClient) 
         data={"token": token, "text": "tea and books"},
         headers={"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"},
     )
-    assert response.status_code == 200
+    assert response.status_code == 303  # to the result page
 
 
 @pytest.mark.parametrize(
@@ -219,8 +239,13 @@ def test_language_follows_the_browser_and_the_switch(
     best = sample_matcher.match(text, 3)[0]
     profile = next(p for p in sample_matcher.index.profiles if p.id == best.celebrity_id)
     _, page = post_form(client, text=text, lang="zh")
-    assert f'{profile.name_zh} <span class="other-name">{profile.name}</span>' in page
+    assert f'<span class="name">{profile.name_zh}</span>' in page
+    assert f'<span class="other-name" lang="en">{profile.name}</span>' in page
     assert (profile.tagline_zh or "") in page
+    # Chinese punctuation and the Chinese name in the reasons.
+    reasons = page[page.index('<ul class="reasons">') : page.index("</ul>")]
+    assert profile.name_zh in reasons and profile.name not in reasons
+    assert not re.search(r"[A-Za-z,.:;!?]", re.sub(r"<[^>]+>", "", reasons)), reasons
 
 
 @pytest.mark.parametrize(
@@ -236,3 +261,18 @@ def test_page_errors_are_friendly_pages(client: FlaskClient, path: str, status: 
     body = response.get_data(as_text=True)
     assert response.mimetype == "text/html" and 'role="alert"' in body
     assert "Traceback" not in body
+    assert "Maison Aurelle · Lueur" in body  # the campaign's own header
+
+
+def test_error_pages_are_in_the_page_language(client: FlaskClient) -> None:
+    body = client.get("/no-such-page?lang=zh").get_data(as_text=True)
+    assert '<html lang="zh-CN">' in body and "此页面不存在。" in body
+    assert "does not exist" not in body and "返回首页" in body
+
+
+def test_a_result_reloads_without_sending_the_form_again(client: FlaskClient) -> None:
+    token = token_from(client.get("/").get_data(as_text=True))
+    response = client.post("/", data={"token": token, "text": "tea and books", "lang": "en"})
+    assert response.status_code == 303
+    result = response.headers["Location"]
+    assert client.get(result).status_code == client.get(result).status_code == 200

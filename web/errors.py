@@ -63,8 +63,12 @@ def _respond(status: int, code: str, message: str, field: str | None = None) -> 
     if wants_json():
         response = jsonify(error_body(status, code, message, field))
     else:
+        from .branding import error_brand
+
+        brand, home = error_brand()
         response = Response(
-            render_template("error.html", status=status, message=message), mimetype="text/html"
+            render_template("error.html", status=status, message=message, brand=brand, home=home),
+            mimetype="text/html",
         )
     response.status_code = status
     return response
@@ -99,6 +103,8 @@ def _http_message(exc: HTTPException, status: int) -> str:
 def _page_message(status: int, exc: HTTPException) -> str:
     """What a shopper reads on an error page, in their language."""
     messages = {
+        400: gettext("We could not read that request. Please go back and try again."),
+        403: gettext("This page cannot be opened from here."),
         404: gettext("This page does not exist."),
         405: gettext("This page cannot be used that way."),
         413: gettext("That is more than we can take at once."),

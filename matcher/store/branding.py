@@ -33,6 +33,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -91,14 +92,48 @@ LOGO_SIDE = 800
 IMAGE_FORMATS = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp"}
 LOGO_KEY = "logo"
 
-Text60 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
-Text120 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
-Text200 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Text600 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=600)]
-Text4000 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
-Version = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=36)]
+
+def _plain(value: str) -> str:
+    # PostgreSQL refuses NUL in text; an escape character has no place on a page.
+    if has_controls(value):
+        raise ValueError("remove the control characters (such as NUL)")
+    return value
+
+
+Text60 = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=60),
+    AfterValidator(_plain),
+]
+Text120 = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=120),
+    AfterValidator(_plain),
+]
+Text200 = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_plain),
+]
+Text600 = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=600),
+    AfterValidator(_plain),
+]
+Text4000 = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=4000),
+    AfterValidator(_plain),
+]
+Version = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=36),
+    AfterValidator(_plain),
+]
 Pick = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_PICK_CHARS)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_PICK_CHARS),
+    AfterValidator(_plain),
 ]
 Colour = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True)]
 FacetKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
@@ -109,26 +144,6 @@ CelebrityKey = Annotated[
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_controls(cls, values: Any) -> Any:
-        # PostgreSQL refuses NUL in text; an escape character has no place on a page.
-        if isinstance(values, dict):
-            for name, value in values.items():
-                if _holds_controls(value):
-                    raise ValueError(f"{name}: remove the control characters (such as NUL)")
-        return values
-
-
-def _holds_controls(value: Any) -> bool:
-    if isinstance(value, str):
-        return has_controls(value)
-    if isinstance(value, dict):
-        return any(_holds_controls(k) or _holds_controls(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_holds_controls(v) for v in value)
-    return False
 
 
 def _hex(value: str) -> tuple[float, float, float]:
@@ -388,8 +403,6 @@ def branding_for(db: Database, campaign_id: int, celebrity_ids: frozenset[str]) 
     return Branding()
 
 
-_SAMPLE_MOODS = ["calm", "romantic", "adventurous", "playful", "bold", "elegant", "creative"]
-_SAMPLE_SCENTS = ["floral", "woody", "fresh", "citrus", "spicy", "powdery"]
 _SAMPLE_SHOP = "https://maison-aurelle.example/lueur"
 
 SAMPLE_BRANDING: dict[str, Any] = {
@@ -407,16 +420,6 @@ SAMPLE_BRANDING: dict[str, Any] = {
             "result_heading": "Your Lueur muse",
             "cta_label": "Discover their Lueur",
             "share_text": "My Lueur muse",
-            "consent_text": (
-                "Keep what I wrote with my pairing for up to 180 days, to improve this "
-                "campaign. I can ask for a copy or for deletion at any time by quoting my "
-                "reference."
-            ),
-            "consent_version": "1",
-            "quick_picks": [
-                {"label": "Moods", "picks": _SAMPLE_MOODS},
-                {"label": "Scent families", "picks": _SAMPLE_SCENTS},
-            ],
         },
         "zh": {
             "headline": "找到你的 Lueur 明星",
@@ -426,18 +429,6 @@ SAMPLE_BRANDING: dict[str, Any] = {
             "result_heading": "你的 Lueur 缪斯",
             "cta_label": "探索 TA 的 Lueur",
             "share_text": "我的 Lueur 缪斯",
-            "consent_text": (
-                "保存我填写的内容及匹配结果，最长 180 天，用于改进本次活动；"
-                "我可以随时凭参考编号索取副本或要求删除。"
-            ),
-            "consent_version": "1",
-            "quick_picks": [
-                {
-                    "label": "心情",
-                    "picks": ["平静", "浪漫", "爱冒险", "俏皮", "大胆", "优雅", "有创意"],
-                },
-                {"label": "香调", "picks": ["花香", "木质", "清新", "柑橘", "辛香", "粉香"]},
-            ],
         },
     },
     "celebrities": {
@@ -495,7 +486,9 @@ def prepare_image(data: bytes, *, logo: bool = False) -> BrandImage:
             image.load()
     except InputError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(f"{what}: it has more pixels than we take; send a smaller image") from None
+    except UnidentifiedImageError:
         raise InputError(f"{what}: not a JPEG, PNG or WebP image we can read") from None
     except (OSError, SyntaxError, ValueError):
         raise InputError(f"{what}: the image is damaged and cannot be read") from None

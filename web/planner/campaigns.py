@@ -30,8 +30,10 @@ from matcher.store import (
     list_campaigns,
     update_campaign,
 )
+from matcher.store.branding import Branding, branding_for, find_branding, save_branding
 from matcher.text import has_controls
 
+from ..branding import Brand, forget_branding
 from ..campaigns import (
     campaign_settings,
     current_campaign,
@@ -76,6 +78,7 @@ CAMPAIGN_FIELDS = (
     "consent_text",
     "consent_version",
     "retention_days",
+    "time_zone",
 )
 
 
@@ -93,6 +96,7 @@ def campaign_form(campaign: Campaign | None) -> dict[str, Any]:
             "consent_text": blank["consent_text"].default,
             "consent_version": blank["consent_version"].default,
             "retention_days": str(blank["retention_days"].default),
+            "time_zone": blank["time_zone"].default,
             "store_text": False,
             **{group: ", ".join(picks) for group, picks in DEFAULT_QUICK_PICKS.items()},
         }
@@ -106,16 +110,22 @@ def campaign_form(campaign: Campaign | None) -> dict[str, Any]:
         "consent_text": campaign.consent_text,
         "consent_version": campaign.consent_version,
         "retention_days": str(campaign.retention_days),
+        "time_zone": campaign.time_zone,
         "store_text": campaign.store_text,
         **{group: ", ".join(picks.get(group) or []) for group in DEFAULT_QUICK_PICKS},
     }
 
 
-def posted_campaign_form() -> dict[str, Any]:
+def posted_campaign_form(current: Campaign | None = None) -> dict[str, Any]:
     form: dict[str, Any] = {
         name: request.form.get(name, "") for name in (*CAMPAIGN_FIELDS, *DEFAULT_QUICK_PICKS)
     }
     form["store_text"] = request.form.get("store_text") == "yes"
+    if "time_zone" not in request.form:
+        # A form from before the field existed keeps the campaign's zone.
+        form["time_zone"] = campaign_form(current)["time_zone"]
+    for name in CONSENT_FIELDS:
+        form[name] = request.form.get(name)
     return form
 
 
@@ -129,6 +139,8 @@ def _field_problem(field: str, error: Any) -> str:
         )
     if field == "retention_days":
         return gettext("Give a whole number of days from 1 to 3650.")
+    if field == "time_zone" and kind not in ("missing", "string_too_short"):
+        return gettext("Give a time zone such as Asia/Shanghai or Europe/Paris.")
     if kind in ("missing", "string_too_short"):
         return gettext("Fill this in.")
     if kind == "string_too_long" and limit:
@@ -170,6 +182,7 @@ def check_campaign_form(
         "consent_version": form["consent_version"],
         "retention_days": form["retention_days"].strip(),
         "store_text": form["store_text"],
+        "time_zone": form["time_zone"].strip(),
     }
     for name in CAMPAIGN_FIELDS:
         if has_controls(form[name]):
@@ -287,11 +300,12 @@ def settings() -> BaseResponse | tuple[str, int]:
     """
     campaign = current_campaign()
     default = campaign.slug == DEFAULT_SLUG
-    form = campaign_form(campaign)
+    form = {**campaign_form(campaign), **consent_form(campaign)}
     errors: dict[str, str] = {}
     if request.method == "POST":
         check_form_post()
-        form = posted_campaign_form()
+        form = posted_campaign_form(campaign)
+        consent, consent_errors = check_consent_form(campaign, form)
         form["slug"] = campaign.slug
         if default:
             form["profiles_dir"] = campaign.profiles_dir
@@ -306,6 +320,7 @@ def settings() -> BaseResponse | tuple[str, int]:
                 "The consent notice changed: give it a new version, so each pairing "
                 "records which notice the shopper agreed to."
             )
+        errors.update(consent_errors)
         if not errors:
             values.pop("slug")
             try:
@@ -313,6 +328,8 @@ def settings() -> BaseResponse | tuple[str, int]:
             except InputError as exc:
                 errors["form"] = str(exc)
             else:
+                if consent is not None:
+                    save_consent(campaign, consent)
                 forget(current_app._get_current_object(), campaign.slug)  # type: ignore[attr-defined]
                 flash(gettext("Settings saved."))
                 return redirect(url_for("planner.settings", **lang_args()), 303)
@@ -327,6 +344,84 @@ def settings() -> BaseResponse | tuple[str, int]:
         effective=campaign_settings(campaign),
         groups=list(DEFAULT_QUICK_PICKS),
     ), 400 if errors else 200
+
+
+# -- consent per language ----------------------------------------------------------------
+
+#: The consent notice in Chinese and its version; the English one is the campaign's own.
+CONSENT_FIELDS = ("consent_text_zh", "consent_version_zh")
+
+
+def _stored_branding(campaign: Campaign) -> Branding:
+    """The branding the campaign's pages show, without loading a roster that may be broken."""
+    db = database()
+    stored = find_branding(db, campaign.id)
+    if stored is not None:
+        return stored
+    if campaign.slug == DEFAULT_SLUG:
+        ids = frozenset(p.id for p in current_app.extensions["matcher"].index.profiles)
+        return branding_for(db, campaign.id, ids)
+    return Branding()
+
+
+def consent_form(campaign: Campaign) -> dict[str, str]:
+    """The Chinese notice as the pages show it now, and the version it records."""
+    brand = Brand(campaign, _stored_branding(campaign), "zh", {})
+    copy = brand.copy
+    return {
+        "consent_text_zh": brand.consent_text or "",
+        "consent_version_zh": copy.consent_version or campaign.consent_version,
+    }
+
+
+def check_consent_form(
+    campaign: Campaign, form: dict[str, Any]
+) -> tuple[dict[str, str] | None, dict[str, str]]:
+    """The Chinese notice to store (``None``: unchanged, or not sent), and a problem per field."""
+    text, version = form.get("consent_text_zh"), form.get("consent_version_zh")
+    if text is None and version is None:
+        current = consent_form(campaign)
+        form.update(current)
+        return None, {}
+    text, version = _lines(text or ""), (version or "").strip()
+    current = consent_form(campaign)
+    errors: dict[str, str] = {}
+    if text and has_controls(text):
+        errors["consent_text_zh"] = gettext(
+            "Remove the control characters (such as NUL) from this field."
+        )
+    if len(text) > 4000:
+        errors["consent_text_zh"] = gettext("Keep it to %(n)d characters at most.", n=4000)
+    if not version or len(version) > 36 or has_controls(version):
+        errors["consent_version_zh"] = gettext(
+            "Give the notice a version of 1 to 36 characters, such as 2."
+        )
+    if errors:
+        return None, errors
+    if text == _lines(current["consent_text_zh"]) and version == current["consent_version_zh"]:
+        return None, {}
+    if text != _lines(current["consent_text_zh"]) and version == current["consent_version_zh"]:
+        return None, {
+            "consent_version_zh": gettext(
+                "The consent notice changed: give it a new version, so each pairing "
+                "records which notice the shopper agreed to."
+            )
+        }
+    return {"text": text, "version": version}, {}
+
+
+def save_consent(campaign: Campaign, consent: dict[str, str]) -> None:
+    """Store the Chinese notice in the campaign's branding (its words per language)."""
+    branding = _stored_branding(campaign)
+    document = branding.dump()
+    zh = document.setdefault("copy", {}).setdefault("zh", {})
+    if consent["text"]:
+        zh["consent_text"] = consent["text"]
+    else:
+        zh.pop("consent_text", None)
+    zh["consent_version"] = consent["version"]
+    save_branding(database(), campaign.id, Branding.model_validate(document))
+    forget_branding(current_app._get_current_object(), campaign.id)  # type: ignore[attr-defined]
 
 
 # -- embed snippet ----------------------------------------------------------------------
