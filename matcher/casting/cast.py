@@ -26,7 +26,7 @@ from .explain import Face, FacetCoverage, explain
 from .greedy import Selection, greedy
 from .objective import Objective, calibration, gains
 from .pool import Pool, category_of, embed_pool
-from .retrieval import PER_QUERY, RETRIEVE_ABOVE, Retriever, build_retriever, retrieve
+from .retrieval import PER_QUERY, PER_SHOPPER, RETRIEVE_ABOVE, Retriever, build_retriever, retrieve
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -257,6 +257,7 @@ def prepare(
     *,
     shoppers: Sequence[str] = (),
     vectors: NDArray[np.float32] | None = None,
+    embedded_shoppers: NDArray[np.float32] | None = None,
     progress: Callable[[int, int], None] | None = None,
     retrieve_above: int = RETRIEVE_ABOVE,
 ) -> CastingProblem:
@@ -264,6 +265,7 @@ def prepare(
 
     Args:
         vectors: the pool's vectors if already embedded (:func:`embed_pool`).
+        embedded_shoppers: a shopper sample already embedded (unit rows), instead of texts.
         progress: called with (candidates embedded, total) while embedding the pool.
         retrieve_above: pools larger than this go through the approximate index.
 
@@ -273,14 +275,15 @@ def prepare(
     if vectors is None:
         vectors = embed_pool(pool.profiles, encoder, progress=progress)
     facets = facet_vectors(brief, encoder)
-    sample = shopper_vectors(shoppers, encoder) if shoppers else None
+    sample = shopper_vectors(shoppers, encoder) if shoppers else embedded_shoppers
     facet_scores = facets @ vectors.T
     facet_floor, facet_top = calibration(facet_scores)
     retriever = None
     if len(pool) > retrieve_above:
         retriever = build_retriever(vectors)
-        queries = facets if sample is None else np.vstack([facets, sample])
-        found = retrieve(retriever, queries, max(PER_QUERY, 5 * brief.k))
+        found = retrieve(retriever, facets, max(PER_QUERY, 5 * brief.k))
+        if sample is not None and len(sample):
+            found = np.union1d(found, retrieve(retriever, sample, PER_SHOPPER))
         forced = [pool.position(i) for i in brief.must_include if i in set(pool.ids)]
         considered = np.unique(np.concatenate([found, np.asarray(forced, dtype=np.int64)]))
     else:

@@ -3,9 +3,11 @@
 Above :data:`RETRIEVE_ABOVE` candidates, casting does not score every
 candidate against every shopper of a sample: each query (a facet of the
 brief, a shopper) retrieves its :data:`PER_QUERY` closest candidates, and
-selection runs on their union. A candidate outside every query's top 50 is
-beaten, for every facet and shopper, by at least 50 others, so it could
-only enter an optimal set through the fit term, which those 50 beat too.
+selection runs on their union (shoppers retrieve :data:`PER_SHOPPER` each).
+A candidate outside every query's list is beaten, for every facet and
+shopper, by every candidate on that list, so it gains less than each of
+them on every point; it could still belong to an optimal set only where
+the redundancy of those candidates with each other outweighs that.
 
 The index is chosen by the pool's size: exact (flat) up to
 :data:`RETRIEVE_ABOVE`, HNSW up to :data:`IVF_ABOVE`, IVF above (its
@@ -32,8 +34,10 @@ if TYPE_CHECKING:
 RETRIEVE_ABOVE = 3_000
 #: From here an IVF index instead of HNSW.
 IVF_ABOVE = 50_000
-#: Candidates each query retrieves.
+#: Candidates each facet of the brief retrieves.
 PER_QUERY = 50
+#: Candidates each shopper of a sample retrieves (a sample has hundreds of them).
+PER_SHOPPER = 10
 TARGET_RECALL = 0.99
 #: Queries used to measure recall: pool vectors, slightly moved, as stand-ins for briefs.
 RECALL_QUERIES = 200
@@ -93,12 +97,13 @@ def build_retriever(
         return Retriever("flat", flat, size)
     index: Any
     if kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dimension, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
+        index = faiss.IndexHNSWFlat(dimension, 16, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 64
         index.add(vectors)
         efforts = [64, 128, 256, 512, 1024]
     else:
-        lists = int(4 * math.sqrt(size))
+        # 2 sqrt(n) lists: training costs lists x sample, so 4 sqrt(n) took four times longer.
+        lists = int(2 * math.sqrt(size))
         quantizer = faiss.IndexFlatIP(dimension)
         index = faiss.IndexIVFFlat(quantizer, dimension, lists, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(seed)
