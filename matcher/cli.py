@@ -24,6 +24,7 @@ from .batch_assign import AssignmentReport
 from .batch_output import escape_cell
 from .batch_rows import BadRow
 from .confidence import Doubt
+from .distributed.options import ray_options
 from .encoders import (
     DEFAULT_MODEL,
 )
@@ -340,6 +341,7 @@ def feedback_list(profiles_dir: Path, as_json: bool) -> None:
 @click.argument(
     "input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
+@ray_options
 def batch_command(
     profiles_dir: Path,
     model: str,
