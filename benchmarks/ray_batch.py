@@ -1,0 +1,196 @@
+"""``matcher batch`` on Ray against the local batch: throughput, scaling, start-up, memory.
+
+The same input runs three ways, each in a fresh process: the local batch
+(``run_batch``, the encoder on every core), and ``run_batch_on_ray`` on a new
+local Ray cluster with 1 and with 2 workers (one CPU and one encoder thread
+each). For each it reports:
+
+- rows/s end to end (from the start of the batch call to the output renamed
+  into place) and steady (from the first row back to the last, leaving out
+  start-up);
+- start-up: for Ray, ``ray.init`` alone, and to the first row back (the
+  cluster, the worker pool, each worker loading the model, the first block);
+  for the local batch, loading the model and the index;
+- scaling efficiency: the steady rate of 2 workers over twice that of 1;
+- peak memory (RSS) of each Ray worker and of the driver, or of the local process;
+- the load average before and after each run (the machine may be shared).
+
+By default it measures the default model (EmbeddingGemma-300M int8) on a
+sample of ``--gemma-rows`` rows and the fast tier (``use-multilingual-v3:int8``)
+on ``--rows`` rows (100,000): the default model pairs a few dozen rows a
+second on two cores, so 100,000 rows would take most of an hour per run.
+Texts are ``synthetic.py``'s (unique, English and Chinese, 20 to 40 word
+pieces). Results are checked to be the local ones, row for row.
+
+Run:
+    python benchmarks/ray_batch.py                       # both models, about 15 minutes on 2 cores
+    python benchmarks/ray_batch.py --models use-multilingual-v3:int8 --rows 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+GEMMA = "embeddinggemma-300m"
+FAST = "use-multilingual-v3:int8"
+
+
+def write_input(path: Path, rows: int) -> None:
+    from synthetic import shopper_texts
+
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "text"])
+        for number, text in enumerate(shopper_texts(rows)):
+            writer.writerow([f"s{number}", text])
+
+
+def child(args: argparse.Namespace) -> None:
+    """One run in this process; prints its measurements as one JSON line."""
+    from matcher.batch import run_batch
+    from matcher.matching import MODELS_DIR, load_matcher
+
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    first: list[float] = []
+
+    def on_row(line: int) -> None:
+        if not first:
+            first.append(time.perf_counter())
+
+    matcher, _ = load_matcher(ROOT / "profiles", model=args.model, index_dir=args.index_dir)
+    loaded = time.perf_counter()
+    result: dict[str, object] = {"mode": args.mode, "model": args.model}
+    if args.mode == "local":
+        summary = run_batch(matcher, args.input, args.output, on_row=on_row)
+        result["startup"] = loaded - started
+    else:
+        from matcher.distributed import run_batch_on_ray
+
+        summary = run_batch_on_ray(
+            matcher,
+            args.model,
+            args.input,
+            args.output,
+            workers=int(args.mode.removeprefix("ray")),
+            threads=1,
+            cache_dir=args.index_dir / MODELS_DIR,
+            on_row=on_row,
+        )
+        result["ray_init"] = summary.connect_seconds
+        result["startup"] = first[0] - loaded if first else 0.0
+        result["worker_rss_mb"] = sorted(v / 2**20 for v in summary.worker_peak_rss.values())
+    ended = time.perf_counter()
+    result.update(
+        rows=summary.matched + summary.bad,
+        seconds=ended - loaded,
+        steady_seconds=ended - first[0] if first else ended - loaded,
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        load_before=load_before,
+        load_after=os.getloadavg()[0],
+    )
+    print(json.dumps(result))
+
+
+def run(args: argparse.Namespace, mode: str, model: str, source: Path, index_dir: Path) -> dict:
+    output = source.with_name(f"{source.stem}-{mode}.csv")
+    command = [
+        sys.executable, __file__, "--child", "--mode", mode, "--model", model,
+        "--input", str(source), "--output", str(output), "--index-dir", str(index_dir),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr[-4000:])
+        raise SystemExit(f"{mode} run failed ({done.returncode})")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def same_output(a: Path, b: Path) -> bool:
+    with open(a, encoding="utf-8") as one, open(b, encoding="utf-8") as two:
+        return all(x == y for x, y in zip(one, two, strict=True))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--models", nargs="+", default=[GEMMA, FAST])
+    parser.add_argument("--rows", type=int, default=100_000, help="rows for the fast model")
+    parser.add_argument("--gemma-rows", type=int, default=1_000, help="rows for the default model")
+    parser.add_argument("--modes", nargs="+", default=["local", "ray1", "ray2"])
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--index-dir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return 0
+
+    print(f"{os.cpu_count()} cores; load average at the start {os.getloadavg()[0]:.2f}")
+    header = (
+        "| model | rows | mode | rows/s end to end | rows/s steady | start-up (s) | "
+        "ray.init (s) | scaling efficiency | peak RSS per worker (MB) | driver / process RSS (MB) "
+        "| load before / after | same output |"
+    )
+    print(header)
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in args.models:
+            rows = args.gemma_rows if model.startswith(GEMMA) else args.rows
+            folder = Path(tmp) / model.replace(":", "-")
+            folder.mkdir()
+            index_dir = folder / "index"
+            source = folder / "shoppers.csv"
+            write_input(source, rows)
+            # Build the index once, so no run pays for it.
+            subprocess.run(
+                [sys.executable, "-m", "matcher.cli", "index", "--model", model,
+                 "--index-dir", str(index_dir)],
+                check=True, capture_output=True, cwd=ROOT,
+            )  # fmt: skip
+            steady_one = None
+            for mode in args.modes:
+                m = run(args, mode, model, source, index_dir)
+                steady = m["rows"] / m["steady_seconds"]
+                if mode == "ray1":
+                    steady_one = steady
+                efficiency = (
+                    f"{steady / (2 * steady_one):.0%}" if mode == "ray2" and steady_one else ""
+                )
+                workers = " / ".join(f"{v:,.0f}" for v in m.get("worker_rss_mb", []))
+                ray_init = f"{m['ray_init']:.1f}" if "ray_init" in m else ""
+                same = (
+                    "yes"
+                    if mode == "local"
+                    or same_output(source.with_name(f"{source.stem}-local.csv"),
+                                   source.with_name(f"{source.stem}-{mode}.csv"))
+                    else "NO"
+                )  # fmt: skip
+                print(
+                    f"| {model} | {m['rows']:,} | {mode} | {m['rows'] / m['seconds']:,.1f} "
+                    f"| {steady:,.1f} | {m['startup']:.1f} | {ray_init} | {efficiency} "
+                    f"| {workers} | {m['peak_rss_mb']:,.0f} "
+                    f"| {m['load_before']:.1f} / {m['load_after']:.1f} | {same} |",
+                    flush=True,
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
