@@ -138,6 +138,12 @@ class Brand:
         )
 
     @property
+    def prompt(self) -> str:
+        return self.copy.prompt or gettext(
+            "Tell us about yourself: your style, the places you love, your perfect weekend…"
+        )
+
+    @property
     def button(self) -> str:
         return self.copy.button or gettext("Find my celebrity")
 

@@ -246,6 +246,8 @@ class Copy(_Model):
 
     headline: Text200 | None = None
     intro: Text600 | None = None
+    #: The label of the text box: what to write about.
+    prompt: Text200 | None = None
     #: The form's submit button.
     button: Text60 | None = None
     #: The line above the celebrity's name on the result, such as "Your Lueur muse".
@@ -417,6 +419,7 @@ SAMPLE_BRANDING: dict[str, Any] = {
                 "Seven celebrities, seven sides of one fragrance. Tell us about yourself "
                 "and we will pair you with the one who fits you best."
             ),
+            "prompt": "What do you like? Your style, a place, a scent, a weekend…",
             "result_heading": "Your Lueur muse",
             "cta_label": "Discover their Lueur",
             "share_text": "My Lueur muse",
@@ -426,6 +429,7 @@ SAMPLE_BRANDING: dict[str, Any] = {
             "intro": (
                 "七位明星，演绎同一款香水的七种面貌。说说你自己，我们会为你匹配最契合的那一位。"
             ),
+            "prompt": "你喜欢什么？你的风格、一个地方、一种香气、一个周末……",
             "result_heading": "你的 Lueur 缪斯",
             "cta_label": "探索 TA 的 Lueur",
             "share_text": "我的 Lueur 缪斯",

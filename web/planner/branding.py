@@ -44,7 +44,7 @@ from ..pairing import base_context, present
 from .base import bp, lang_args
 
 #: The copy fields of one language, in the order the form shows them.
-COPY_FIELDS = ("headline", "intro", "button", "result_heading", "cta_label", "share_text")
+COPY_FIELDS = ("headline", "intro", "prompt", "button", "result_heading", "cta_label", "share_text")
 COLOURS = ("ink", "paper", "accent")
 
 

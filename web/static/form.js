@@ -6,8 +6,11 @@
   if (text && hint) {
     var limit = Number(hint.getAttribute("data-limit"));
     var original = hint.textContent;
+    // Chinese pages take full-width brackets.
+    var chinese = document.documentElement.lang.indexOf("zh") === 0;
     var update = function () {
-      hint.textContent = original + " (" + text.value.length + "/" + limit + ")";
+      var count = text.value.length + "/" + limit;
+      hint.textContent = original + (chinese ? "（" + count + "）" : " (" + count + ")");
     };
     text.addEventListener("input", update);
     update();

@@ -41,4 +41,6 @@ COPY_PLACES = (
     N_("corrections"),
     # web.jobs.erasure.BatchCopies
     N_("batch files"),
+    # matcher.store.privacy: the corrections kept in every published roster version
+    N_("published rosters"),
 )
