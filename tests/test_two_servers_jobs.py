@@ -241,7 +241,7 @@ def test_a_job_started_on_one_server_is_seen_downloaded_and_cancelled_on_the_oth
     wait_until(lambda: "matching:" in b.status_of(large), "the large job to run")
     _, page = b.page(f"/planner/batches/{large}")
     assert "of 40000 shoppers" in page and 'http-equiv="refresh"' in page
-    assert wait_until(lambda: re.search(r"a second · <span id=\"time-left\">", b.page(f"/planner/batches/{large}")[1]), "a rate and the time left")  # fmt: skip
+    assert wait_until(lambda: re.search(r"shoppers a second · <span id=\"time-left\">", b.page(f"/planner/batches/{large}")[1]), "a rate and the time left")  # fmt: skip
     status, _, _ = b.post(f"/planner/batches/{large}/cancel", {"token": b.token()})
     assert status == 303
     asked = time.monotonic()

@@ -251,12 +251,12 @@ def test_a_job_waiting_for_its_columns_is_cancelled_at_once(
 ) -> None:
     job_id = job_id_of(upload(planner, "crm.csv", "member,likes\nv1,tea\n", id_column="x"))
     page = planner.get(f"/planner/batches/{job_id}").get_data(as_text=True)
-    assert 'id="mapping"' in page and 'id="cancel"' in page
+    assert 'id="mapping"' in page and 'id="cancel-upload"' in page
     assert post(planner, f"/planner/batches/{job_id}/cancel", {}).status_code == 303
     view = job_registry(app).get(job_id)
     assert view is not None and view.status is Status.CANCELLED
     page = planner.get(f"/planner/batches/{job_id}").get_data(as_text=True)
-    assert "was cancelled" in page and 'id="mapping"' not in page and 'id="cancel"' not in page
+    assert "was cancelled" in page and 'id="mapping"' not in page and "cancel-upload" not in page
     late = post(
         planner, f"/planner/batches/{job_id}/start", {"id_column": "member", "text_column": "likes"}
     )
