@@ -551,3 +551,13 @@ def test_a_large_pool_is_cast_from_what_the_index_retrieves(tmp_path: Path) -> N
     casting = problem.solve()
     assert set(casting.ids) == {"hiker", "tea-one", "dancer"}
     assert casting.retrieval["index"] == "hnsw" and casting.retrieval["recall_at_50"] >= 0.99
+
+
+def test_casting_is_pure_core() -> None:
+    """matcher.casting and matcher cast never import the web layer."""
+    import subprocess
+    import sys
+
+    code = "import sys, matcher.casting, matcher.cast_cli; print('flask' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -245,3 +245,54 @@ def test_make_this_the_campaigns_roster_publishes_the_set(planner: FlaskClient, 
     assert history(database(app), campaign(app).id)[0].author == "planner"
     page = planner.get(response.headers["Location"]).get_data(as_text=True)
     assert "now the campaign&#39;s roster" in page
+
+
+SHOPPERS = (
+    "id,text\n"
+    "1,I brew green tea and read quiet books every morning.\n"
+    "2,Meditation in the hills with a pot of green tea.\n"
+    "3,I trek alone across the mountains in the wind.\n"
+)
+
+
+def test_a_shopper_sample_gives_each_face_its_share_and_is_not_kept(
+    planner: FlaskClient, app: Flask
+) -> None:
+    data: dict[str, Any] = {"shoppers_file": (io.BytesIO(SHOPPERS.encode("utf-8")), "sample.csv")}
+    page = cast_upload(planner, **data).get_data(as_text=True)
+    assert "Covering a sample of 3 shoppers too." in page
+    shares = dict(
+        re.findall(
+            r'<tr data-candidate-id="([^"]+)">.*?<td class="number share">(\d+)%</td>', page, re.S
+        )
+    )
+    assert shares == {"tea-master": "67", "climber": "33"}
+    folder = Path(app.instance_path) / "casting"
+    assert not list(folder.glob(".shoppers-*"))
+    assert not any(b"green tea and read" in path.read_bytes() for path in folder.iterdir())
+    form = {**carried(page), "shoppers_key": hidden(page, "shoppers_key")[0]}
+    after = post(planner, "/planner/casting/swap", {**form, "out": "climber", "in": "chef"})
+    shares = dict(
+        re.findall(
+            r'<tr data-candidate-id="([^"]+)">.*?<td class="number share">(\d+)%</td>',
+            after.get_data(as_text=True),
+            re.S,
+        )
+    )
+    assert shares["tea-master"] == "100" and shares["chef"] == "0"
+    gone = post(
+        planner,
+        "/planner/casting/swap",
+        {**form, "shoppers_key": "s-" + "1" * 64, "out": "climber", "in": "chef"},
+    )
+    assert gone.status_code == 400
+    assert "That sample of shoppers is no longer held here: upload it again." in gone.get_data(
+        as_text=True
+    )
+
+
+def test_a_shopper_file_that_cannot_be_read_is_refused(planner: FlaskClient) -> None:
+    data: dict[str, Any] = {"shoppers_file": (io.BytesIO(b"name,words\nx,y\n"), "sample.csv")}
+    response = cast_upload(planner, **data)
+    assert response.status_code == 400
+    assert "shoppers" in field_errors(response.get_data(as_text=True))

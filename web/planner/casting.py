@@ -11,6 +11,10 @@ campaign's next roster version (:func:`matcher.store.rosters.publish`).
 Uploads are kept in the instance folder under their content's digest, so
 the forms carry a digest, never a path; a pool's vectors are kept in the
 worker for the next request (a pool is embedded once, not on every swap).
+A sample of shoppers is personal data: its file is read and deleted at once,
+its texts are never stored or logged, and only its vectors are kept, in the
+worker's memory, for the swaps that follow (another worker, or a restart,
+asks for the sample again).
 Pools on this page hold at most :data:`MAX_PAGE_POOL` candidates: larger ones
 are cast with ``matcher cast``.
 """
@@ -62,6 +66,11 @@ CACHED_POOLS = 8
 UPLOAD_KEY = re.compile(r"^u-([0-9a-f]{64})$")
 SAMPLE_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 CACHE_KEY = "matcher.casting_vectors"
+SHOPPERS_KEY = "matcher.casting_shoppers"
+SHOPPER_KEY = re.compile(r"^s-([0-9a-f]{64})$")
+#: Shopper texts a page's sample may hold (each is embedded while the planner waits).
+MAX_PAGE_SHOPPERS = 500
+MAX_SHOPPER_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -178,7 +187,80 @@ def _vectors(pool_source: Source, problem_pool: Any) -> Any:
     return vectors
 
 
-def _problem(brief_source: Source, pool_source: Source, k: int | None) -> CastingProblem:
+def _shopper_cache() -> OrderedDict[str, Any]:
+    cache: OrderedDict[str, Any] = current_app.extensions.setdefault(SHOPPERS_KEY, OrderedDict())
+    return cache
+
+
+def _read_shopper_upload(upload: FileStorage) -> str:
+    """Embed an uploaded sample of shoppers; keep its vectors in memory, never its texts.
+
+    Returns:
+        The key the forms carry (``s-<digest>``).
+
+    Raises:
+        SourceError: the file cannot be read, or holds no usable or too many texts.
+    """
+    from matcher.batch import read_shoppers
+    from matcher.batch_rows import BadRow
+    from matcher.casting import shopper_vectors
+    from matcher.errors import BatchInputError
+
+    raw = upload.stream.read(MAX_SHOPPER_BYTES + 1)
+    if len(raw) > MAX_SHOPPER_BYTES:
+        raise SourceError(
+            "shoppers",
+            gettext("That file is too large: at most %(n)d KB.", n=MAX_SHOPPER_BYTES // 1024),
+        )
+    name = Path(upload.filename or "shoppers.csv").name[:120]
+    folder = uploads_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    spool = folder / f".shoppers-{hashlib.sha256(raw).hexdigest()}{Path(name).suffix[:8]}"
+    spool.write_bytes(raw)
+    try:
+        texts = [row.text for row in read_shoppers(spool, name=name) if not isinstance(row, BadRow)]
+    except BatchInputError as exc:
+        raise SourceError("shoppers", str(exc)) from None
+    finally:
+        spool.unlink(missing_ok=True)
+    if not texts:
+        raise SourceError("shoppers", gettext("That file holds no usable shopper text."))
+    if len(texts) > MAX_PAGE_SHOPPERS:
+        raise SourceError(
+            "shoppers",
+            gettext("This page takes up to %(n)d shoppers.", n=MAX_PAGE_SHOPPERS),
+        )
+    vectors = shopper_vectors(texts, current_app.extensions["matcher"].encoder)
+    key = "s-" + hashlib.sha256(vectors.tobytes()).hexdigest()
+    cache = _shopper_cache()
+    with _lock:
+        cache[key] = vectors
+        while len(cache) > CACHED_POOLS:
+            cache.popitem(last=False)
+    return key
+
+
+def _shoppers(key: str) -> Any:
+    """The vectors of a sample a form names (``""``: none).
+
+    Raises:
+        SourceError: this worker no longer holds that sample.
+    """
+    if not key:
+        return None
+    with _lock:
+        vectors = _shopper_cache().get(key) if SHOPPER_KEY.match(key) else None
+    if vectors is None:
+        raise SourceError(
+            "shoppers",
+            gettext("That sample of shoppers is no longer held here: upload it again."),
+        )
+    return vectors
+
+
+def _problem(
+    brief_source: Source, pool_source: Source, k: int | None, shoppers_key: str = ""
+) -> CastingProblem:
     """The casting problem for a brief and a pool.
 
     Raises:
@@ -198,7 +280,13 @@ def _problem(brief_source: Source, pool_source: Source, k: int | None) -> Castin
             ),
         )
     encoder = current_app.extensions["matcher"].encoder
-    return prepare(brief, pool, encoder, vectors=_vectors(pool_source, pool))
+    return prepare(
+        brief,
+        pool,
+        encoder,
+        vectors=_vectors(pool_source, pool),
+        embedded_shoppers=_shoppers(shoppers_key),
+    )
 
 
 def _k(raw: str) -> int | None:
@@ -274,13 +362,14 @@ def _page(
         errors=errors or {},
         problems=problems or [],
         max_pool=MAX_PAGE_POOL,
+        max_shoppers=MAX_PAGE_SHOPPERS,
     )
 
 
 def _default_form() -> dict[str, str]:
     names = sample_names()
     first = "lueur" if "lueur" in names else (names[0] if names else "")
-    return {"brief_key": first, "pool_key": first, "k": "", "method": "greedy"}
+    return {"brief_key": first, "pool_key": first, "k": "", "method": "greedy", "shoppers_key": ""}
 
 
 def _refused(form: dict[str, str], exc: Exception) -> tuple[str, int]:
@@ -311,7 +400,10 @@ def cast() -> tuple[str, int]:
         pool_source = _chosen_source("pool", MAX_POOL_BYTES)
         form["brief_key"], form["pool_key"] = brief_source.key, pool_source.key
         form["brief_name"], form["pool_name"] = brief_source.name, pool_source.name
-        problem = _problem(brief_source, pool_source, _k(form["k"]))
+        upload = request.files.get("shoppers_file")
+        if upload is not None and upload.filename:
+            form["shoppers_key"] = _read_shopper_upload(upload)
+        problem = _problem(brief_source, pool_source, _k(form["k"]), form["shoppers_key"])
         casting = problem.solve(method=form["method"], lang=_lang())
     except (SourceError, MatcherError) as exc:
         return _refused(form, exc)
@@ -324,12 +416,14 @@ def _posted_set() -> tuple[dict[str, str], CastingProblem, list[str]]:
     Raises:
         SourceError, MatcherError: they cannot be used.
     """
-    form = {key: request.form.get(key, "") for key in ("brief_key", "pool_key", "k")}
+    form = {
+        key: request.form.get(key, "") for key in ("brief_key", "pool_key", "k", "shoppers_key")
+    }
     form["method"] = "greedy"
     brief_source = _source("brief", form["brief_key"])
     pool_source = _source("pool", form["pool_key"])
     form["brief_name"], form["pool_name"] = brief_source.name, pool_source.name
-    problem = _problem(brief_source, pool_source, _k(form["k"]))
+    problem = _problem(brief_source, pool_source, _k(form["k"]), form["shoppers_key"])
     ids = request.form.getlist("id")
     if not ids or len(ids) > MAX_K:
         raise InputError(gettext("The set of faces is missing: cast again."))
