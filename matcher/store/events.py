@@ -30,6 +30,7 @@ process, and a page view costs no disk flush.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -61,6 +62,24 @@ def slot_of(moment: datetime) -> datetime:
     """The start of the quarter of an hour (UTC) holding ``moment``."""
     moment = as_utc(moment)
     return moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
+
+
+@functools.cache
+def _upsert(backend: str) -> Any:
+    """The counter's upsert, built once per backend: a page view does not rebuild it."""
+    dialect: Any = sqlite if backend == "sqlite" else postgresql
+    statement = dialect.insert(CampaignEventRow)
+    return statement.on_conflict_do_update(
+        index_elements=[
+            CampaignEventRow.campaign_id,
+            CampaignEventRow.slot,
+            CampaignEventRow.kind,
+            CampaignEventRow.source,
+            CampaignEventRow.language,
+            CampaignEventRow.celebrity_id,
+        ],
+        set_={"count": CampaignEventRow.count + statement.excluded.count},
+    )
 
 
 def _check(kind: str, source: str, language: str, celebrity_id: str | None) -> None:
@@ -109,22 +128,10 @@ def record_event(
         "celebrity_id": celebrity_id or NO_CELEBRITY,
         "count": count,
     }
-    dialect: Any = sqlite if db.is_sqlite else postgresql
-    statement = dialect.insert(CampaignEventRow).values(**values)
-    statement = statement.on_conflict_do_update(
-        index_elements=[
-            CampaignEventRow.campaign_id,
-            CampaignEventRow.slot,
-            CampaignEventRow.kind,
-            CampaignEventRow.source,
-            CampaignEventRow.language,
-            CampaignEventRow.celebrity_id,
-        ],
-        set_={"count": CampaignEventRow.count + statement.excluded.count},
-    )
+    statement = _upsert(db.backend)
     if not db.is_sqlite:
         with db.write() as session:
-            session.execute(statement)
+            session.execute(statement, values)
         return
     # A view is not worth a disk flush: with write-ahead logging, synchronous=NORMAL
     # commits without waiting for the disk and loses nothing if the process dies,
@@ -137,7 +144,7 @@ def record_event(
         raw.execute("PRAGMA synchronous = NORMAL")
         try:
             with connection.execution_options(matcher_write=True).begin():
-                connection.execute(statement)
+                connection.execute(statement, values)
         finally:
             raw.execute("PRAGMA synchronous = FULL")
 
