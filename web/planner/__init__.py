@@ -20,8 +20,9 @@ passes), :mod:`.auth`, :mod:`.roster`, :mod:`.batches`, :mod:`.dashboard`,
   (:mod:`.auth`).
 - Campaigns: every page acts on the campaign named by ``?campaign=`` (the
   default campaign without it); links and redirects within the area keep it.
-- Batches run in :mod:`web.jobs`, which keeps their state in the instance
-  folder, so every server worker shows the same jobs and downloads. The
+- Batches run in :mod:`web.jobs`, which keeps them (state, upload, pairings)
+  in the database, so every worker of every server shows the same jobs and
+  downloads. The
   dashboard reads the pairings stored in the database (:mod:`matcher.store`);
   charts are drawn by :mod:`web.charts`.
 - Shopper text is never logged here, nor shown: bad rows are shown as line and
