@@ -661,3 +661,20 @@ def test_a_roster_without_sample_ids_never_shows_the_sample(shop: Flask) -> None
     page = shop.test_client().get("/?lang=en").get_data(as_text=True)
     assert "Maison Aurelle" not in page and "Find your Lueur celebrity" not in page
     assert "Find the Lueur celebrity who matches you" in page
+
+
+def test_a_shared_result_lasts_as_long_as_the_campaign_keeps_pairings(acme: Flask) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    client = acme.test_client()
+    response = pair_at(client, "/c/acme/?lang=en", DIVER, lang="en")
+    location = response.headers["Location"]
+    assert client.get(location).status_code == 200
+    campaign = find_campaign(acme.extensions["matcher.db"], "acme")
+    assert campaign is not None
+    old = datetime.now(UTC) - timedelta(days=campaign.retention_days + 1)
+    with acme.extensions["matcher.db"].write() as session:
+        session.execute(update(SharedResultRow).values(created_at=old))
+    assert acme.test_client().get(location.split("?")[0]).status_code == 404

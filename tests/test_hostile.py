@@ -280,7 +280,7 @@ def planner_forms(app: Flask, planner: FlaskClient) -> dict[str, dict[str, str]]
     pages = [
         "/", "/embed", "/c/spring/", "/c/spring/embed", "/planner/login", "/planner/",
         "/planner/try", "/planner/batches", "/planner/campaigns", "/planner/settings",
-        "/planner/embed", "/planner/dashboard", "/planner/privacy",
+        "/planner/embed", "/planner/dashboard", "/planner/privacy", "/planner/branding",
     ]  # fmt: skip
     found: dict[str, dict[str, str]] = {}
     for path in pages:
@@ -522,7 +522,9 @@ def test_markup_in_every_planner_and_shopper_field_is_shown_as_text(app: Flask) 
         "ref": MARKUP["attribute"],
     }
     for path in ("/c/spring/", "/c/spring/embed"):
-        assert_escaped(shopper.post(path, data=posted), shows=f"tea and books {MARKUP['script']}")
+        # The result page (after the form's redirect) shows no shopper text at all.
+        result = assert_escaped(shopper.post(path, data=posted, follow_redirects=True))
+        assert "tea and books" not in result and 'id="result"' in result
     assert_escaped(shopper.get("/c/spring/embed"), shows=REFRESH_PICK)
     # The default roster holds a profile written in markup, shown on every planner page.
     for path in ("/planner/", "/planner/campaigns", "/planner/embed", "/planner/dashboard"):

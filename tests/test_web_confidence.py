@@ -224,3 +224,24 @@ def test_embed_script_sends_unsure_without_a_celebrity() -> None:
     assert "celebrity_id" not in unsure and "percent" not in unsure
     paired = script[script.index('type: "matcher:paired"') :]
     assert "confident: true" in paired[: paired.index("});")]
+
+
+@pytest.mark.parametrize(
+    ("lang", "title"),
+    [pytest.param("en", "Tell us a little more", id="en"),
+     pytest.param("zh", "再多说一点吧", id="zh")],
+)  # fmt: skip
+@pytest.mark.parametrize("path", ["/", "/embed"])
+def test_an_unsure_answer_is_a_friendly_request_for_more(
+    client: FlaskClient, path: str, lang: str, title: str
+) -> None:
+    """No redirect, no result page: the same form, the text in the box, a kind word above it."""
+    token_page = client.get(f"{path}?lang={lang}").get_data(as_text=True)
+    token = re.search(r'name="token" value="([^"]+)"', token_page)
+    assert token
+    response = client.post(path, data={"token": token.group(1), "text": "hello", "lang": lang})
+    assert response.status_code == 200 and "Location" not in response.headers
+    page = response.get_data(as_text=True)
+    unsure = page[page.index('id="unsure"') : page.index("</div>", page.index('id="unsure"'))]
+    assert f'<p class="unsure-title">{title}</p>' in unsure
+    assert ">hello</textarea>" in page

@@ -329,9 +329,14 @@ def current_brand(lang: str | None = None) -> Brand:
     """
     from .i18n import select_locale
 
+    from .errors import ApiError
+
     campaign = current_campaign()
-    matcher = current_matcher()
-    ids = frozenset(p.id for p in matcher.index.profiles)
+    try:
+        ids = frozenset(p.id for p in current_matcher().index.profiles)
+    except ApiError:
+        # The roster cannot load: the page still shows, and sending it says so.
+        ids = frozenset()
     return brand_of(campaign, lang or select_locale(), ids)
 
 

@@ -18,6 +18,7 @@ form asks for a little more, with the shopper's text still in the box.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import abort, current_app, make_response, redirect, render_template, request, url_for
@@ -264,7 +265,11 @@ def show_result(template: str, token: str, source: str) -> BaseResponse:
     """
     brand = current_brand()
     share = find_share(database(), brand.campaign.id, token)
-    if share is None:
+    kept_until = (
+        None if share is None else share.created_at + timedelta(days=brand.campaign.retention_days)
+    )
+    if share is None or kept_until is None or kept_until < datetime.now(UTC):
+        # A result is kept no longer than the campaign keeps its pairings.
         abort(404)
     profiles = {p.id: p for p in current_matcher().index.profiles}
     best = profiles.get(share.celebrity_id)

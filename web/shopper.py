@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from flask import Blueprint, Response, abort, redirect, request
@@ -20,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response as BaseResponse
 
 from matcher.errors import InputError
+from matcher.profiles import ID_PATTERN
 from matcher.store.branding import LOGO_KEY, find_image, portrait_key
 from matcher.store.events import record_event
 
@@ -85,16 +87,23 @@ def logo() -> Response:
     return _image(LOGO_KEY)
 
 
+def _celebrity(value: str) -> str:
+    """A celebrity id as profiles spell them; anything else is not looked up (404)."""
+    if not re.fullmatch(ID_PATTERN, value) or len(value) > 64:
+        abort(404)
+    return value
+
+
 @bp.get("/portraits/<celebrity>")
 def portrait(celebrity: str) -> Response:
-    return _image(portrait_key(celebrity))
+    return _image(portrait_key(_celebrity(celebrity)))
 
 
 @bp.get("/go/<celebrity>")
 def go(celebrity: str) -> BaseResponse:
     """Follow a celebrity's call to action: to the stored link only, counting the click."""
     brand = current_brand()
-    target = brand.cta_url(celebrity)
+    target = brand.cta_url(_celebrity(celebrity))
     if target is None or celebrity not in {p.id for p in current_matcher().index.profiles}:
         abort(404)
     source = request.args.get("src")
