@@ -293,7 +293,7 @@ class JobRegistry(JobRunner):
         """
         now = time.time() if now is None else now
         deleted = 0
-        for row in self._rows():
+        for row in self._rows_to_sweep(OPEN):
             status = Status(row.status)
             if status in UNFINISHED and self._owner_gone(row, now):
                 deleted += self._abandon(row, now)

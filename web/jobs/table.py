@@ -81,6 +81,21 @@ class JobTable:
             session.expunge_all()
         return rows
 
+    def _rows_to_sweep(self, open_statuses: Iterable[str]) -> list[BatchJobRow]:
+        """The jobs the sweep may act on: open ones, and finished ones still holding a file.
+
+        Finished jobs without files (most of them, over a campaign) are left
+        alone, so a sweep costs what is live, not the whole history.
+        """
+        holding = select(BatchJobFileRow.job_id).distinct()
+        query = select(BatchJobRow).where(
+            BatchJobRow.status.in_(list(open_statuses)) | BatchJobRow.id.in_(holding)
+        )
+        with self.db.read() as session:
+            rows = list(session.scalars(query))
+            session.expunge_all()
+        return rows
+
     def _insert(self, row: BatchJobRow, upload: Iterable[bytes]) -> None:
         with self.db.write() as session:
             session.add(row)
