@@ -252,3 +252,83 @@ def test_a_publish_on_one_worker_is_served_by_another(
     response = second.test_client().post("/api/v1/match", json={"text": "tea", "top_k": 7})
     ids = [m["celebrity_id"] for m in response.get_json()["matches"]]
     assert "xu-mo" not in ids and len(ids) == 6
+
+
+# -- in a real browser --------------------------------------------------------------------
+
+
+def test_a_planner_edits_previews_and_publishes_in_a_browser(
+    tmp_path: Path, sample_matcher: Matcher
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from ..test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, WAIT_MS, serve
+    from .conftest import PASSWORD
+
+    app = make_app(tmp_path, sample_matcher)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with serve(app) as origin, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page(locale="en-US", viewport={"width": 1100, "height": 900})
+            page.set_default_timeout(WAIT_MS)
+            page.goto(f"{origin}/planner/login")
+            page.fill("#user", "planner")
+            page.fill("#password", PASSWORD)
+            page.click("button[type=submit]")
+            expect(page.locator("h1")).to_have_text("Roster")
+
+            # A new celebrity with a bad id: the problem is shown next to the field.
+            page.goto(f"{origin}/planner/roster/new")
+            page.fill("#id", "Lin Xia")
+            page.fill("#name", "Lin Xia")
+            page.fill("#name_zh", "林夏")
+            page.fill("#tagline", "Ceramics and long afternoons by the river.")
+            page.fill("#facet_en_0", "Linen smocks and clay on her hands.")
+            page.fill("#tags", "ceramics")
+            page.click("text=Save in the draft")
+            expect(page.locator("#id-error")).to_contain_text("must be kebab-case")
+            expect(page.locator("#id")).to_have_attribute("aria-invalid", "true")
+            page.screenshot(path=str(ARTIFACTS / "roster-edit-error.png"), full_page=True)
+
+            # Deactivate Xu Mo in the draft, preview, publish.
+            page.goto(f"{origin}/planner/roster/xu-mo/edit")
+            page.uncheck("input[name=active]")
+            page.click("text=Save in the draft")
+            row = page.locator('tr[data-celebrity-id="xu-mo"]')
+            expect(row).to_contain_text("deactivated in the draft")
+            page.screenshot(path=str(ARTIFACTS / "roster-draft.png"), full_page=True)
+            page.fill("#preview-text", "Gallery openings, sketchbooks and long talks about design.")
+            page.click("button:has-text('Preview')")
+            expect(page.locator("table.preview")).to_be_visible()
+            assert page.locator('table.preview tr[data-celebrity-id="xu-mo"]').count() == 0
+            page.screenshot(path=str(ARTIFACTS / "roster-preview.png"), full_page=True)
+            page.goto(f"{origin}/planner/")
+            page.fill("#note", "Xu Mo is away this month")
+            page.click("text=Publish the draft")
+            expect(page.locator("p.notice")).to_contain_text("Version 2 is published")
+            page.click("text=History of published versions")
+            expect(page.locator('tr[data-version="2"]')).to_contain_text("deactivated: xu-mo")
+            page.screenshot(path=str(ARTIFACTS / "roster-history.png"), full_page=True)
+            assert "xu-mo" not in app.extensions["matcher"].index.celebrity_ids
+
+            # The try page: one click on the button writes nothing; choose and confirm.
+            page.goto(f"{origin}/planner/try")
+            page.fill("#text", "I collect fountain pens and restore an old sailing boat.")
+            page.click("text=Show the ranking")
+            page.click("text=Mark as wrong and save the correction")
+            assert versions(app) == [2, 1], "nothing chosen, nothing confirmed: nothing saved"
+            page.locator("input[name=right]").last.check()
+            page.check("input[name=confirm]")
+            page.screenshot(path=str(ARTIFACTS / "try-correction.png"), full_page=True)
+            page.click("text=Mark as wrong and save the correction")
+            expect(page.locator("p.notice")).to_contain_text("Saved: this text now pairs with")
+            assert versions(app) == [3, 2, 1]
+        finally:
+            browser.close()
+
+
+def versions(app: Flask) -> list[int]:
+    return [v.number for v in history(database(app), campaign_id(app))]

@@ -146,7 +146,8 @@ def form_profile(form: dict[str, Any], image: str | None) -> tuple[Profile | Non
     data["tagline"] = form["tagline"]
     if form["tagline_zh"].strip():
         data["tagline_zh"] = form["tagline_zh"]
-    facets = {name: en for name, en, _zh in form["facets"] if name or en}
+    # A row is a facet when it has text: the usual facets' names are offered on blank rows.
+    facets = {name: en for name, en, _zh in form["facets"] if en}
     facets_zh = {name: zh for name, _en, zh in form["facets"] if zh}
     data["facets"] = facets
     if facets_zh:
