@@ -160,9 +160,8 @@ def _print(title: str, pool_size: int, casting: Casting) -> None:
     for rank, face in enumerate(casting.faces, start=1):
         share = f"  {face.share:.0%} of shoppers" if face.share is not None else ""
         category = f"  [{face.category}]" if face.category else ""
-        click.echo(
-            f"{rank}. {face.name} {face.name_zh}  {face.facet} {face.score:.3f}{category}{share}"
-        )
+        facet = face.facet if face.serves else f"(no facet; closest: {face.facet})"
+        click.echo(f"{rank}. {face.name} {face.name_zh}  {facet} {face.score:.3f}{category}{share}")
         click.echo(f"     {face.quote_facet}: “{_shorten(face.quote, 90)}”")
     click.echo("coverage:")
     for entry in casting.coverage:

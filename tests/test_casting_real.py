@@ -75,6 +75,9 @@ def test_an_off_brief_swap_lowers_the_coverage_of_its_facet(problem: CastingProb
     freedom = {c.facet: c.coverage for c in after.coverage}["freedom"]
     assert freedom < {c.facet: c.coverage for c in before.coverage}["freedom"] - 0.3
     assert after.value < before.value
+    chef = next(face for face in after.faces if face.candidate_id == "niu-ge")
+    assert not chef.serves  # a barbecue streamer embodies no facet of Lueur
+    assert all(face.serves for face in before.faces)
 
 
 def test_shoppers_of_the_sample_split_across_the_faces(

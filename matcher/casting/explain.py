@@ -29,7 +29,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Face:
-    """One chosen candidate, explained."""
+    """One chosen candidate, explained.
+
+    Attributes:
+        facet: the facet of the brief the face embodies; when ``serves`` is
+            false no facet has this face as the set's closest, and ``facet``
+            is only the facet it is closest to.
+    """
 
     candidate_id: str
     name: str
@@ -40,6 +46,7 @@ class Face:
     quote_facet: str
     category: str | None = None
     share: float | None = None
+    serves: bool = True
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -52,6 +59,7 @@ class Face:
             "quote_facet": self.quote_facet,
             "category": self.category,
             "share": self.share,
+            "serves": self.serves,
         }
 
 
@@ -143,6 +151,7 @@ def explain(
                 quote_facet=quote_facet,
                 category=categories[j] if categories is not None else None,
                 share=None if shares is None else round(float(shares[j]), 4),
+                serves=bool(served),
             )
         )
     return faces, coverage
