@@ -39,7 +39,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import String, delete, func, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import InputError
@@ -194,23 +194,21 @@ class EventCount:
 def daily_events(db: Database, where: EventFilter) -> list[EventCount]:
     """Events per day of ``where.time_zone``, kind, source, language and celebrity, oldest first.
 
-    The database sums the counters per quarter of an hour; each quarter is then
-    placed in its local day here (time-zone rules differ between SQLite and
-    PostgreSQL, and SQLite has none).
+    The counters are read as they are (a counter is already one key's sum for its
+    quarter of an hour) and each quarter is placed in its local day here, once:
+    time-zone rules differ between SQLite and PostgreSQL, and SQLite has none.
+    SQLite's times are read as the text it stores, parsed once per quarter.
     """
+    slot: Any = CampaignEventRow.slot
+    if db.is_sqlite:
+        slot = type_coerce(CampaignEventRow.slot, String())
     query = select(
-        CampaignEventRow.slot,
+        slot,
         CampaignEventRow.kind,
         CampaignEventRow.source,
         CampaignEventRow.language,
         CampaignEventRow.celebrity_id,
-        func.sum(CampaignEventRow.count),
-    ).group_by(
-        CampaignEventRow.slot,
-        CampaignEventRow.kind,
-        CampaignEventRow.source,
-        CampaignEventRow.language,
-        CampaignEventRow.celebrity_id,
+        CampaignEventRow.count,
     )
     if where.campaign_id is not None:
         query = query.where(CampaignEventRow.campaign_id == where.campaign_id)
@@ -228,12 +226,14 @@ def daily_events(db: Database, where: EventFilter) -> list[EventCount]:
         query = query.where(CampaignEventRow.celebrity_id.in_((where.celebrity_id, NO_CELEBRITY)))
     zone = where.zone
     totals: Counter[tuple[date, str, str, str, str]] = Counter()
-    days: dict[datetime, date] = {}  # a quarter's rows come together: convert it once
+    days: dict[Any, date] = {}
     with db.read() as session:
-        for slot, kind, source, language, celebrity, total in session.execute(query):
-            day = days.get(slot)
+        rows = session.execute(query.execution_options(yield_per=10_000))
+        for moment, kind, source, language, celebrity, total in rows:
+            day = days.get(moment)
             if day is None:
-                day = days[slot] = as_utc(slot).astimezone(zone).date()
+                when = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+                day = days[moment] = as_utc(when).astimezone(zone).date()
             totals[(day, kind, source, language, celebrity)] += int(total)
     return [
         EventCount(day, kind, source, language, celebrity or None, n)

@@ -17,9 +17,8 @@ import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
 
 from flask import Response, render_template, request, stream_with_context
 from flask_babel import gettext
@@ -273,12 +272,13 @@ def breakdown(counts: Counts, key: str, keys: Sequence[str]) -> list[dict[str, A
     return rows
 
 
-def _chart_days(report: Report, counts: Counts, today: date) -> list[date]:
+def _chart_days(report: Report, counts: Counts) -> list[date]:
+    """Every day of the filter's range, empty ones too, so time runs evenly across a chart."""
     used = counts.used_days()
     if not used:
         return []
     first = report.where.since or used[0]
-    last = report.where.until or max(used[-1], min(today, used[-1]))
+    last = report.where.until or used[-1]
     if (last - first).days >= MAX_CHART_DAYS:
         # A far-off bound (a typo, or "since 2000"): draw the days that have data.
         first, last = used[0], used[-1]
@@ -319,8 +319,7 @@ def dashboard() -> tuple[str, int]:
     )
     steps = funnel_steps(counts, report.sources)
     total = counts.total("pairing") if not counts.by_language else 0
-    today = datetime.now(ZoneInfo(campaign.time_zone)).date()
-    days = _chart_days(report, counts, today)
+    days = _chart_days(report, counts)
     day_series = [
         charts.Series(step, step_labels()[step], counts.per_day(step, days))
         for step in STEPS
