@@ -39,7 +39,15 @@ from flask import Flask
 
 from matcher.encoders import Encoder
 from matcher.errors import IndexStateError, MatcherError, ProfileError
-from matcher.index import ProfileIndex, build_index, profile_hash, read_index, save_index
+from matcher.files import locked
+from matcher.index import (
+    ProfileIndex,
+    StoredIndex,
+    build_index,
+    profile_hash,
+    read_index,
+    save_index,
+)
 from matcher.matching import Matcher
 from matcher.store import DEFAULT_SLUG, Campaign, Database
 from matcher.store.rosters import RosterVersion, import_folder, published, published_stamp
@@ -121,32 +129,42 @@ def version_index(
     """
     roster = version.roster(root)
     folder = root / cache_name(version.content_hash, encoder.model_id)
-    if folder.is_dir():
-        try:
-            stored = read_index(folder, encoder)
+    root.mkdir(parents=True, exist_ok=True)
+    # The workers of one machine take turns: the second reads what the first built.
+    with locked(root / f".{folder.name}.lock"):
+        stored = _readable(folder, encoder)
+        if stored is not None:
             index, report = build_index(roster, encoder, stored.by_profile)
             if not report.embedded:
                 _touch(folder)
                 return index
             log.warning("index cache %s did not hold the whole roster: rebuilt", folder.name)
-        except IndexStateError as exc:
-            log.warning("index cache %s is unusable (%s): rebuilt", folder.name, exc)
-    index, _ = build_index(roster, encoder, held_vectors(held))  # type: ignore[arg-type]
-    root.mkdir(parents=True, exist_ok=True)
-    building = root / f".building-{folder.name}-{os.getpid()}-{secrets.token_hex(4)}"
-    save_index(index, building)
-    try:
-        if folder.is_dir():
-            # Unusable (checked above): move it aside first, a rename cannot replace a folder.
-            aside = root / f".stale-{folder.name}-{secrets.token_hex(4)}"
-            os.rename(folder, aside)
-            shutil.rmtree(aside, ignore_errors=True)
-        os.rename(building, folder)
-    except OSError:
-        # Another worker renamed its build into place first: theirs serves as well.
-        shutil.rmtree(building, ignore_errors=True)
+        index, _ = build_index(roster, encoder, held_vectors(held))  # type: ignore[arg-type]
+        building = root / f".building-{folder.name}-{os.getpid()}-{secrets.token_hex(4)}"
+        save_index(index, building)
+        try:
+            if folder.is_dir():
+                # Unusable (checked above): moved aside first, a rename cannot replace a folder.
+                aside = root / f".stale-{folder.name}-{secrets.token_hex(4)}"
+                os.rename(folder, aside)
+                shutil.rmtree(aside, ignore_errors=True)
+            os.rename(building, folder)
+        except OSError:
+            # Another machine sharing the folder renamed its build into place first.
+            shutil.rmtree(building, ignore_errors=True)
     _sweep(root, keep=folder.name)
     return index
+
+
+def _readable(folder: Path, encoder: Encoder) -> StoredIndex | None:
+    """The cached index in ``folder``, or ``None`` when there is none or it is unusable."""
+    if not folder.is_dir():
+        return None
+    try:
+        return read_index(folder, encoder)
+    except IndexStateError as exc:
+        log.warning("index cache %s is unusable (%s): rebuilt", folder.name, exc)
+        return None
 
 
 def _touch(folder: Path) -> None:
@@ -160,11 +178,15 @@ def _sweep(root: Path, keep: str) -> None:
     """Delete cached indexes (and abandoned builds) not used for :data:`CACHE_KEEP` seconds."""
     cutoff = time.time() - CACHE_KEEP
     for entry in root.iterdir():
-        if entry.name == keep or not entry.is_dir():
+        if entry.name in (keep, f".{keep}.lock"):
             continue
         try:
-            if entry.stat().st_mtime < cutoff:
+            if entry.stat().st_mtime >= cutoff:
+                continue
+            if entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
+            elif entry.name.endswith(".lock"):
+                entry.unlink(missing_ok=True)
         except OSError:
             continue
 

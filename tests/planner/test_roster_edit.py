@@ -332,3 +332,14 @@ def test_a_planner_edits_previews_and_publishes_in_a_browser(
 
 def versions(app: Flask) -> list[int]:
     return [v.number for v in history(database(app), campaign_id(app))]
+
+
+def test_a_draft_older_than_the_published_version_says_so(app: Flask, planner: FlaskClient) -> None:
+    assert post(planner, "/planner/roster/new", NEW).status_code == 303
+    served = published(database(app), campaign_id(app))
+    assert served is not None
+    from matcher.store.rosters import publish
+
+    publish(database(app), campaign_id(app), served.profiles, author="bo", note="meanwhile")
+    page = planner.get("/planner/").get_data(as_text=True)
+    assert 'data-draft-base="1"' in page and "version 2 was published since" in page
