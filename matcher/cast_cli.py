@@ -66,6 +66,12 @@ if TYPE_CHECKING:
     envvar="MATCHER_MODEL",
     help="Encoder (see 'matcher models list'). Env: MATCHER_MODEL.",
 )
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where pools' vectors are kept between runs. Default: MATCHER_MODEL_CACHE/casting.",
+)
+@click.option("--no-cache", is_flag=True, help="Embed the pool even if its vectors are kept.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def cast(
     brief_path: Path,
@@ -76,6 +82,8 @@ def cast(
     as_json: bool,
     lang: str,
     model: str,
+    cache_dir: Path | None,
+    no_cache: bool,
     quiet: bool,
 ) -> None:
     """Choose the faces of a campaign: the K candidates who together cover the brief.
@@ -91,7 +99,8 @@ def cast(
       matcher cast --brief brief.yaml --pool candidates/ -k 5 --exact --json
     """
     from .casting import BriefError, load_brief, load_pool, prepare
-    from .encoders import load_encoder
+    from .casting.pool import cached_pool_vectors, embed_pool
+    from .encoders import default_model_cache, load_encoder
 
     try:
         brief = load_brief(brief_path)
@@ -105,16 +114,19 @@ def cast(
     shoppers = _read_shoppers(shoppers_path) if shoppers_path is not None else []
     encoder = load_encoder(model)
     bars = Bars(quiet or len(pool) < 100)
+
+    def progress(done: int, total: int) -> None:
+        bars("embedding", done, total)
+
     try:
-        problem = prepare(
-            brief,
-            pool,
-            encoder,
-            shoppers=shoppers,
-            progress=lambda done, total: bars("embedding", done, total),
-        )
+        if no_cache:
+            vectors = embed_pool(pool.profiles, encoder, progress=progress)
+        else:
+            folder = cache_dir or default_model_cache() / "casting"
+            vectors = cached_pool_vectors(pool.profiles, encoder, folder, progress=progress)
     finally:
         bars.close()
+    problem = prepare(brief, pool, encoder, shoppers=shoppers, vectors=vectors)
     try:
         casting = problem.solve(method="exact" if exact else "greedy", lang=lang)
     except BriefError as exc:

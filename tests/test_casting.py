@@ -561,3 +561,25 @@ def test_casting_is_pure_core() -> None:
     code = "import sys, matcher.casting, matcher.cast_cli; print('flask' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_pool_vectors_are_kept_and_reused_until_a_candidate_changes(tmp_path: Path) -> None:
+    from matcher.casting.pool import cached_pool_vectors
+
+    pool = load_pool(fake_pool(tmp_path))
+    encoder = HashingEncoder()
+    first = cached_pool_vectors(pool.profiles, encoder, tmp_path / "kept")
+    embedded = encoder.texts_embedded
+    again = cached_pool_vectors(pool.profiles, encoder, tmp_path / "kept")
+    assert encoder.texts_embedded == embedded
+    np.testing.assert_array_equal(first, again)
+    changed = (
+        pool.profiles[0].model_copy(update={"tagline": "something else"}),
+        *pool.profiles[1:],
+    )
+    cached_pool_vectors(changed, encoder, tmp_path / "kept")
+    assert encoder.texts_embedded > embedded
+    assert len(list((tmp_path / "kept").glob("pool-*.npy"))) == 2
+    other = HashingEncoder(model_id="test/other")
+    cached_pool_vectors(pool.profiles, other, tmp_path / "kept")
+    assert other.texts_embedded > 0

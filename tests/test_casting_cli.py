@@ -20,6 +20,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(autouse=True)
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Pools' vectors are kept in the test's folder, never in the real model cache."""
+    folder = tmp_path / "model-cache"
+    monkeypatch.setenv("MATCHER_MODEL_CACHE", str(folder))
+    return folder
+
+
+@pytest.fixture(autouse=True)
 def model(real_encoder: Encoder) -> Encoder:
     """The command loads the same (cached) encoder; loading it here keeps tests from timing it."""
     return real_encoder
@@ -155,3 +163,28 @@ def test_cast_refuses_what_cannot_be_met_in_one_line(runner: CliRunner, tmp_path
     result = runner.invoke(cli, ["cast", "--brief", BRIEF, "--pool", CANDIDATES, "-k", "51"])
     assert result.exit_code == 1 and "k: must be between 1 and 50, got 51" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_a_pool_is_embedded_once_and_its_vectors_kept(runner: CliRunner, tmp_path: Path) -> None:
+    args = [
+        "cast",
+        "--brief",
+        BRIEF,
+        "--pool",
+        CANDIDATES,
+        "--json",
+        "-q",
+        "--cache-dir",
+        str(tmp_path / "kept"),
+    ]
+    first = runner.invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    kept = list((tmp_path / "kept").glob("pool-*.npy"))
+    assert len(kept) == 1
+    again = runner.invoke(cli, [*args, "-k", "5"])
+    assert again.exit_code == 0, again.output
+    assert list((tmp_path / "kept").glob("pool-*.npy")) == kept
+    kept[0].write_bytes(b"not numpy")
+    broken = runner.invoke(cli, args)
+    assert broken.exit_code == 0, broken.output
+    assert json.loads(broken.stdout)["ids"] == json.loads(first.stdout)["ids"]

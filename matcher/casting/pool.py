@@ -17,6 +17,8 @@ are left out: they describe shoppers, and a pool is cast before any exist.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from pydantic import ValidationError
 
 from ..encoders import Encoder, normalise
 from ..errors import Problem, ProfileError
+from ..files import atomic_write
 from ..index import profile_rows
 from ..matching import DEFAULT_PROFILE_WEIGHT
 from ..profiles import Profile, _problems_from, load_profiles
@@ -206,3 +209,44 @@ def embed_pool(
     if progress is not None:
         progress(len(profiles), len(profiles))
     return np.ascontiguousarray(out)
+
+
+def pool_digest(profiles: Sequence[Profile], model_id: str) -> str:
+    """A digest of everything a pool's vectors depend on: the model and every embedded text."""
+    digest = hashlib.sha256(model_id.encode("utf-8"))
+    for profile in profiles:
+        rows = json.dumps(candidate_rows(profile), ensure_ascii=False, separators=(",", ":"))
+        digest.update(rows.encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def cached_pool_vectors(
+    profiles: Sequence[Profile],
+    encoder: Encoder,
+    folder: str | Path,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> NDArray[np.float32]:
+    """:func:`embed_pool`, keeping the vectors in ``folder`` under the pool's digest.
+
+    A pool cast again with the same model and texts (another ``-k``,
+    ``--exact``, a new brief) is not embedded again; a changed candidate or
+    model changes the digest. The file is written atomically and an
+    unreadable or mis-shaped one is embedded again, never used.
+    """
+    path = Path(folder) / f"pool-{pool_digest(profiles, encoder.model_id)[:32]}.npy"
+    try:
+        stored = np.load(path, allow_pickle=False)
+        if stored.shape == (len(profiles), encoder.dimension) and stored.dtype == np.float32:
+            if progress is not None:
+                progress(len(profiles), len(profiles))
+            return np.ascontiguousarray(stored)
+    except (OSError, ValueError):
+        pass
+    vectors = embed_pool(profiles, encoder, progress=progress)
+    buffer = io.BytesIO()
+    np.save(buffer, vectors, allow_pickle=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, buffer.getvalue())
+    return vectors

@@ -10,7 +10,8 @@ campaign's next roster version (:func:`matcher.store.rosters.publish`).
 
 Uploads are kept in the instance folder under their content's digest, so
 the forms carry a digest, never a path; a pool's vectors are kept in the
-worker for the next request (a pool is embedded once, not on every swap).
+worker and in the instance folder under the pool's digest (a pool is
+embedded once, not on every swap).
 A sample of shoppers is personal data: its file is read and deleted at once,
 its texts are never stored or logged, and only its vectors are kept, in the
 worker's memory, for the swaps that follow (another worker, or a restart,
@@ -38,12 +39,12 @@ from matcher.casting import (
     BriefError,
     Casting,
     CastingProblem,
-    embed_pool,
     parse_brief,
     parse_pool_lines,
     prepare,
 )
 from matcher.casting.brief import MAX_K
+from matcher.casting.pool import cached_pool_vectors
 from matcher.errors import InputError, MatcherError, ProfileError
 from matcher.store.rosters import publish
 
@@ -169,7 +170,7 @@ _lock = threading.Lock()
 
 
 def _vectors(pool_source: Source, problem_pool: Any) -> Any:
-    """The pool's vectors, embedded once per worker and model."""
+    """The pool's vectors, embedded once per pool and model."""
     encoder = current_app.extensions["matcher"].encoder
     key = (hashlib.sha256(pool_source.raw).hexdigest(), encoder.model_id)
     cache: OrderedDict[tuple[str, str], Any] = current_app.extensions.setdefault(
@@ -179,7 +180,8 @@ def _vectors(pool_source: Source, problem_pool: Any) -> Any:
         if key in cache:
             cache.move_to_end(key)
             return cache[key]
-    vectors = embed_pool(problem_pool.profiles, encoder)
+    # Kept on disk too (pool vectors hold no personal data): other workers and restarts reuse them.
+    vectors = cached_pool_vectors(problem_pool.profiles, encoder, uploads_folder() / "vectors")
     with _lock:
         cache[key] = vectors
         while len(cache) > CACHED_POOLS:
