@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
-from . import cast_cli, models_cli, store_cli
+from . import cast_cli, models_cli, roster_cli, store_cli
 from .batch_assign import AssignmentReport
 from .batch_output import escape_cell
 from .batch_rows import BadRow
@@ -480,7 +480,7 @@ class RejectsFile:
             os.replace(self._part, self.path)
 
 
-for _command in (models_cli.models, cast_cli.cast, *store_cli.COMMANDS):
+for _command in (models_cli.models, cast_cli.cast, roster_cli.roster, *store_cli.COMMANDS):
     cli.add_command(_command)
 
 

@@ -272,3 +272,46 @@ def test_a_privacy_delete_and_the_purge_reach_every_roster_version(
     assert purged.copies["published rosters"] == 1
     after = published(database, campaign_id)
     assert after is not None and after.corrections == (test_text,)
+
+
+def test_the_cli_publishes_a_folder_and_lists_the_versions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from matcher.cli import cli
+
+    monkeypatch.setenv("MATCHER_INSTANCE_DIR", str(tmp_path / "instance"))
+    url = f"sqlite:///{tmp_path / 'matcher.db'}"
+    folder = tmp_path / "sample"
+    shutil.copytree(SAMPLE_PROFILES, folder, ignore=shutil.ignore_patterns(".index"))
+    runner = CliRunner()
+    publish_cli = ["roster", "publish", "--database", url, "--profiles", str(folder)]
+    first = runner.invoke(cli, [*publish_cli, "--author", "ana", "--note", "launch"])
+    assert first.exit_code == 0, first.output
+    assert f"default: version 1 published from {folder}" in first.output
+    again = runner.invoke(cli, publish_cli)
+    assert again.exit_code == 0 and "nothing published" in again.output
+    path = folder / "xu-mo.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("active: true", "active: false"))
+    second = runner.invoke(cli, [*publish_cli, "--author", "bo"])
+    assert second.exit_code == 0 and "version 2 published" in second.output
+    listed = runner.invoke(cli, ["roster", "history", "--database", url])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["2", "1"]
+    assert "bo" in lines[0] and "6/7 active" in lines[0] and "deactivated xu-mo" in lines[0]
+    assert lines[1].endswith("\tlaunch")
+    as_json = runner.invoke(cli, ["roster", "history", "--database", url, "--json"])
+    records = [json.loads(line) for line in as_json.output.splitlines()]
+    assert records[0]["changes"]["deactivated"] == ["xu-mo"] and records[1]["author"] == "ana"
+
+    (folder / "broken.yaml").write_text("id: Not An Id\n", encoding="utf-8")
+    broken = runner.invoke(cli, publish_cli)
+    assert broken.exit_code == 1
+    assert "broken.yaml" in broken.output and "Traceback" not in broken.output
+    listed = runner.invoke(cli, ["roster", "history", "--database", url])
+    assert len(listed.output.splitlines()) == 2, "nothing was published"
