@@ -18,7 +18,7 @@ def hint(doubt: Doubt | None) -> str:
     if doubt is Doubt.NO_CONTENT:
         return gettext(
             "We could not read that. Tell us in a few words what you like: "
-            "a style, a place, a scent, a weekend."
+            "a style, a place, a way to spend a weekend."
         )
     if doubt is Doubt.TOO_SHORT:
         return gettext("Tell us a little more about what you like.")
