@@ -293,6 +293,14 @@ def planner_forms(app: Flask, planner: FlaskClient) -> dict[str, dict[str, str]]
     tried = planner.post("/planner/try", data={**found["/planner/try"], "text": "tea and books"})
     for action, fields in forms_of(tried.get_data(as_text=True)):
         found.setdefault(action, {}).update(fields)
+    # A batch's start (column choice) and cancel forms are on its own page; the
+    # table's job id names no job, so these carry the fields those forms have.
+    job = "/planner/batches/AAAAAAAAAAAAAAAA"
+    token = {"token": found["/planner/batches"]["token"]}
+    found.setdefault(
+        f"{job}/start", {**token, "id_column": "id", "text_column": "text", "top_k": "3"}
+    )
+    found.setdefault(f"{job}/cancel", token)
     return found
 
 
