@@ -68,5 +68,6 @@ def test_planner_pages_keep_the_csp_and_label_every_control(
         assert set(check.controls) <= check.labelled, (name, check.controls, check.labelled)
         assert "lang=None" not in page, name
     dashboard = check_page(pages["/planner/dashboard"])
-    assert len(dashboard.svgs) == 3
+    # The funnel, the funnel by day, pairings per celebrity, pairings per day, top-1 scores.
+    assert len(dashboard.svgs) == 5
     assert all(svg.get("role") == "img" and svg.get("aria-labelledby") for svg in dashboard.svgs)
