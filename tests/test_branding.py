@@ -449,6 +449,8 @@ def test_the_shared_page_holds_no_shopper_text_nor_reference(acme: Flask) -> Non
     assert "4417" not in str(share.details) and row.shopper_ref not in str(share.details)
     assert 'data-celebrity-id="marco"' in page
     assert '<meta property="og:title" content="' in page
+    # Read by a friend: the sharer's words ("My ACME watch"), and an invitation to try.
+    assert 'class="button outline"' in page and 'class="share"' not in page
     assert shared.headers["Cache-Control"].startswith("public")
     # A signed owner parameter of another result shows nothing either.
     other = re.search(r"o=([^&\"]+)", response.headers["Location"])
