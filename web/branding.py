@@ -327,9 +327,8 @@ def current_brand(lang: str | None = None) -> Brand:
     Raises:
         ApiError: 404 when the campaign does not exist, 503 when its roster cannot load.
     """
-    from .i18n import select_locale
-
     from .errors import ApiError
+    from .i18n import select_locale
 
     campaign = current_campaign()
     try:
