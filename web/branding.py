@@ -325,7 +325,7 @@ def current_brand(lang: str | None = None) -> Brand:
     """The request's campaign's brand in ``lang`` (default: the request's language).
 
     Raises:
-        ApiError: 404 when the campaign does not exist, 503 when its roster cannot load.
+        ApiError: 404 when the campaign does not exist.
     """
     from .errors import ApiError
     from .i18n import select_locale
@@ -337,10 +337,6 @@ def current_brand(lang: str | None = None) -> Brand:
         # The roster cannot load: the page still shows, and sending it says so.
         ids = frozenset()
     return brand_of(campaign, lang or select_locale(), ids)
-
-
-def template_globals() -> dict[str, Any]:
-    return {"shopper_endpoint": shopper_endpoint}
 
 
 def error_brand() -> tuple[Brand | None, str | None]:
