@@ -169,3 +169,29 @@ def test_a_corrupt_cached_index_is_rebuilt_never_served(
     assert next(folder.glob("facets-*.faiss")).read_bytes() != b"not an index"
     left = [p.name for p in root.iterdir() if p.name.startswith((".building-", ".stale-"))]
     assert left == [], "no build left behind"
+
+
+def test_a_server_started_on_another_folder_publishes_it(
+    machines: list[Flask], tmp_path: Path, database_url: str
+) -> None:
+    one, _ = machines
+    other = tmp_path / "other-profiles"
+    shutil.copytree(SAMPLE_PROFILES, other, ignore=shutil.ignore_patterns(".index"))
+    path = other / "xu-mo.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("active: true", "active: false"))
+    moved = create_app(
+        {
+            "TESTING": True,
+            "INSTANCE_PATH": str(tmp_path / "moved"),
+            "MATCHER_PROFILES": str(other),
+            "MATCHER_INDEX_DIR": str(tmp_path / "moved-index"),
+            "MATCHER_DATABASE_URL": database_url,
+        }
+    )
+    try:
+        version = published(database(moved), campaign_id(moved))
+        assert version is not None and version.number == 2 and version.author == "import"
+        assert version.changes["deactivated"] == ["xu-mo"]
+        assert "xu-mo" not in ranked(moved) and "xu-mo" not in ranked(one)
+    finally:
+        database(moved).dispose()

@@ -276,11 +276,13 @@ def start_serving(
     taken to serve the published version as it is; a folder that does not load
     then leaves it serving, unwatched until something is published.
     """
-    folder = app.config["MATCHER_PROFILES"]
+    folder = str(app.config["MATCHER_PROFILES"])
+    moved = campaign.profiles_dir != folder
     try:
-        if published_stamp(db, campaign.id) is None or campaign.profiles_dir != str(folder):
-            # The first start, or a server started on another folder: that folder is the roster.
-            import_folder(db, campaign.id, folder, only_if_none=campaign.profiles_dir == folder)
+        if moved or published_stamp(db, campaign.id) is None:
+            # The first start (workers starting together import once), or a server
+            # started on another folder: that folder is the roster now.
+            import_folder(db, campaign.id, folder, only_if_none=not moved)
     except MatcherError as exc:
         if owned:
             raise
@@ -290,7 +292,7 @@ def start_serving(
         version = published(db, campaign.id)
         assert version is not None
         matcher = version_matcher(app, version, matcher)
-    served(app)[campaign.slug] = Served(stamp, matcher, str(folder))
+    served(app)[campaign.slug] = Served(stamp, matcher, folder)
     app.extensions["matcher"] = matcher
 
 
