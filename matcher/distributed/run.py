@@ -48,6 +48,8 @@ from .worker import MatcherPayload, MatchWorker
 #: Rows handed to a worker per call: small enough to share a few hundred
 #: rows between several workers, large enough that a call's overhead is nothing.
 WORKER_BATCH_ROWS = 256
+#: Blocks per worker at least, when the input is small enough to allow it.
+BLOCKS_PER_WORKER = 4
 #: How long to wait for a cluster's address to answer before saying it cannot be reached.
 CONNECT_TIMEOUT = 5.0
 
@@ -62,6 +64,16 @@ class RayBatchSummary(BatchSummary):
     connect_seconds: float = 0.0
     #: Peak resident memory (bytes) of each worker process that matched rows, by pid.
     worker_peak_rss: dict[int, int] = field(default_factory=dict)
+    #: When the first block's matching began and the last one's ended (wall clock, seconds).
+    matching_began: float | None = None
+    matching_ended: float | None = None
+
+    @property
+    def matching_seconds(self) -> float:
+        """From the first block's start to the last one's end: the batch without start-up."""
+        if self.matching_began is None or self.matching_ended is None:
+            return 0.0
+        return self.matching_ended - self.matching_began
 
 
 @dataclass(frozen=True)
@@ -274,7 +286,10 @@ def run_batch_on_ray(
     try:
         summary.workers = workers or max(1, cluster.cpus // threads)
         if rows_per_call is None:
-            rows_per_call = max(1, min(WORKER_BATCH_ROWS, -(-total // summary.workers)))
+            # A small input still makes a few blocks per worker, so a worker
+            # that loaded its model late still gets its share.
+            share = -(-total // (summary.workers * BLOCKS_PER_WORKER))
+            rows_per_call = max(1, min(WORKER_BATCH_ROWS, share))
         _quiet_ray_data()
         if on_ready is not None:
             on_ready()
@@ -387,9 +402,9 @@ def _matched(
         },
         batch_size=rows_per_call,
         batch_format="pyarrow",
-        # Two blocks queued per worker at most: one running, one ready, so a
-        # worker that is still loading its model is not handed a queue of them.
-        compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=2),
+        # A block goes to a worker only when it is free: a block takes seconds,
+        # and a queue at the first worker up would leave the others idle.
+        compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
         num_cpus=threads,
     )
     try:
@@ -397,6 +412,12 @@ def _matched(
             columns = block.to_pydict()
             for pid, peak in zip(columns["worker"], columns["peak_rss"], strict=True):
                 summary.worker_peak_rss[pid] = max(peak, summary.worker_peak_rss.get(pid, 0))
+            if columns["started"]:
+                began, ended = min(columns["started"]), max(columns["finished"])
+                if summary.matching_began is None or began < summary.matching_began:
+                    summary.matching_began = began
+                if summary.matching_ended is None or ended > summary.matching_ended:
+                    summary.matching_ended = ended
             for raw in columns["item"]:
                 yield pickle.loads(raw)  # noqa: S301 - our own workers' rows, this run
     except MatcherError:

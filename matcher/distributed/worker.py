@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import pickle
 import resource
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -134,6 +135,7 @@ class MatchWorker:
     def __call__(self, block: pyarrow.Table) -> pyarrow.Table:
         import pyarrow
 
+        started = time.time()
         rows = block_rows(block)
         items = list(match_rows(self.matcher, rows, k=self.k, batch_size=self.batch_size))
         # ru_maxrss is in KiB on Linux: the worker's peak memory so far.
@@ -147,5 +149,9 @@ class MatchWorker:
                 ),
                 "worker": pyarrow.array([os.getpid()] * len(rows), pyarrow.int64()),
                 "peak_rss": pyarrow.array([peak] * len(rows), pyarrow.int64()),
+                # When the worker began and ended the block (wall clock), for
+                # the rate of the matching itself, start-up left out.
+                "started": pyarrow.array([started] * len(rows), pyarrow.float64()),
+                "finished": pyarrow.array([time.time()] * len(rows), pyarrow.float64()),
             }
         )
