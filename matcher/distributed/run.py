@@ -48,8 +48,11 @@ from .worker import MatcherPayload, MatchWorker
 #: Rows handed to a worker per call: small enough to share a few hundred
 #: rows between several workers, large enough that a call's overhead is nothing.
 WORKER_BATCH_ROWS = 256
-#: Blocks per worker at least, when the input is small enough to allow it.
+#: Blocks per worker at least, when the input is small enough to allow it...
 BLOCKS_PER_WORKER = 4
+#: ...but never blocks smaller than this (the total is counted in lines, which
+#: says little of an Excel file's rows).
+MIN_BLOCK_ROWS = 16
 #: How long to wait for a cluster's address to answer before saying it cannot be reached.
 CONNECT_TIMEOUT = 5.0
 
@@ -289,7 +292,7 @@ def run_batch_on_ray(
             # A small input still makes a few blocks per worker, so a worker
             # that loaded its model late still gets its share.
             share = -(-total // (summary.workers * BLOCKS_PER_WORKER))
-            rows_per_call = max(1, min(WORKER_BATCH_ROWS, share))
+            rows_per_call = max(MIN_BLOCK_ROWS, min(WORKER_BATCH_ROWS, share))
         _quiet_ray_data()
         if on_ready is not None:
             on_ready()
