@@ -25,7 +25,7 @@ Texts are ``synthetic.py``'s (unique, English and Chinese, 20 to 40 word
 pieces). Each Ray output is compared with the local one, row for row.
 
 Run:
-    python benchmarks/ray_batch.py                       # both models, about 15 minutes on 2 idle cores
+    python benchmarks/ray_batch.py            # both models, about 15 minutes on 2 idle cores
     python benchmarks/ray_batch.py --models use-multilingual-v3:int8 --rows 20000
 """
 

@@ -255,7 +255,12 @@ class Tally:
 
 def path_values(rule: Any, campaign: str) -> Iterator[tuple[str, str]]:
     """The rule's URL with good arguments, then with each hostile value in each argument."""
-    good = {"campaign": campaign, "filename": "app.css", "job_id": "AAAAAAAAAAAAAAAA"}
+    good = {
+        "campaign": campaign,
+        "filename": "app.css",
+        "job_id": "AAAAAAAAAAAAAAAA",
+        "celebrity_id": "ocean",
+    }
 
     def build(values: dict[str, str]) -> str:
         path = rule.rule
@@ -281,6 +286,7 @@ def planner_forms(app: Flask, planner: FlaskClient) -> dict[str, dict[str, str]]
         "/", "/embed", "/c/spring/", "/c/spring/embed", "/planner/login", "/planner/",
         "/planner/try", "/planner/batches", "/planner/campaigns", "/planner/settings",
         "/planner/embed", "/planner/dashboard", "/planner/privacy", "/planner/branding",
+        "/planner/casting", "/planner/history", "/planner/roster/new", "/planner/roster/ocean/edit",
     ]  # fmt: skip
     found: dict[str, dict[str, str]] = {}
     for path in pages:
@@ -292,6 +298,18 @@ def planner_forms(app: Flask, planner: FlaskClient) -> dict[str, dict[str, str]]
     # The corrections form appears once a text was tried.
     tried = planner.post("/planner/try", data={**found["/planner/try"], "text": "tea and books"})
     for action, fields in forms_of(tried.get_data(as_text=True)):
+        found.setdefault(action, {}).update(fields)
+    # The roster's preview, publish and discard forms appear once a draft exists.
+    edit = "/planner/roster/ocean/edit"
+    drafted = planner.post(edit, data={**found[edit], "active": "yes"})
+    assert drafted.status_code == 303, drafted.get_data(as_text=True)
+    for action, fields in forms_of(planner.get("/planner/").get_data(as_text=True)):
+        found.setdefault(action, {}).update(fields)
+    # The swap and make-this-the-roster forms appear once a set was cast.
+    sample = {"brief_key": "lueur", "pool_key": "lueur", "k": "3"}
+    cast = planner.post("/planner/casting", data={**found["/planner/casting"], **sample})
+    assert cast.status_code == 200, cast.get_data(as_text=True)
+    for action, fields in forms_of(cast.get_data(as_text=True)):
         found.setdefault(action, {}).update(fields)
     # A batch's start (column choice) and cancel forms are on its own page; the
     # table's job id names no job, so these carry the fields those forms have.

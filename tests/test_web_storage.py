@@ -29,7 +29,7 @@ from matcher.matching import Matcher
 from matcher.store import CampaignSettings, Database, create_campaign
 from matcher.store.schema import BatchRow, PairingRow
 
-from .conftest import SAMPLE_PROFILES, write_roster
+from .conftest import SAMPLE_PROFILES, make_app, write_roster
 from .test_serve import free_port
 from .test_web import post_form
 
@@ -284,8 +284,13 @@ def test_reports_need_the_planner_credentials(reporting: Flask) -> None:
     assert client.get("/api/v1/reports/pairings", headers=basic("report-pass")).status_code == 200
 
 
-def test_reports_are_off_without_a_planner_password(client: FlaskClient) -> None:
-    response = client.get("/api/v1/reports/pairings", headers=basic("anything"))
+def test_reports_are_off_without_a_planner_password(
+    tmp_path: Path, sample_matcher: Matcher, database_url: str
+) -> None:
+    app = make_app(
+        tmp_path, sample_matcher, MATCHER_DATABASE_URL=database_url, MATCHER_PLANNER_PASSWORD=None
+    )
+    response = app.test_client().get("/api/v1/reports/pairings", headers=basic("anything"))
     assert response.status_code == 503
 
 

@@ -156,7 +156,8 @@ def _check_reachable(address: str) -> None:
     if target in ("auto", "local"):
         return
     host, sep, port = target.rpartition(":")
-    if not sep or not port.isdigit() or not host:
+    valid_port = port.isascii() and port.isdigit() and len(port) <= 5 and int(port) <= 65535
+    if not sep or not valid_port or not host:
         raise ConfigError(
             f"the Ray address {address!r} is not HOST:PORT (for example 10.0.0.5:6379), "
             "ray://HOST:PORT or auto"

@@ -105,7 +105,9 @@ def test_the_correction_form_preselects_nobody_and_asks_for_a_confirmation(
     assert len(radios) == 6, "every celebrity but the top one can be chosen"
     assert all("checked" not in rest for _, rest in radios)
     assert "selected" not in form and "<select" not in form
-    assert re.search(r'<input type="checkbox" name="confirm" value="yes" required>', form)
+    assert re.search(
+        r'<input type="checkbox" id="confirm-correction" name="confirm" value="yes" required>', form
+    )
 
 
 def test_a_correction_without_the_confirmation_writes_nothing(

@@ -300,7 +300,9 @@ def _k(raw: str) -> int | None:
     raw = raw.strip()
     if not raw:
         return None
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_K:
+    # ASCII digits, a few of them: "²" is a digit to isdigit(), and int() refuses
+    # a string of thousands of digits.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or not 1 <= int(raw) <= MAX_K:
         raise SourceError("k", gettext("Choose a whole number from 1 to %(n)d.", n=MAX_K))
     return int(raw)
 

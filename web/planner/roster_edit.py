@@ -105,11 +105,19 @@ def profile_form(profile: Profile | None) -> dict[str, Any]:
     }
 
 
+#: The most facet rows a posted form may carry.
+MAX_FACET_ROWS = 60
+
+
 def posted_form(existing: Profile | None) -> dict[str, Any]:
     """The form as posted (the id of an existing celebrity cannot change)."""
     form = request.form
     facets = []
-    for number in range(int(form.get("facet_rows", "0") or 0)):
+    # The page says how many facet rows it drew; anything but a small number is
+    # no page of ours, and reads as none rather than as a loop of a billion rows.
+    rows = form.get("facet_rows", "").strip()
+    count = int(rows) if rows.isascii() and rows.isdigit() and len(rows) <= 3 else 0
+    for number in range(min(count, MAX_FACET_ROWS)):
         row = tuple(form.get(f"facet_{part}_{number}", "").strip() for part in ("name", "en", "zh"))
         facets.append(row)
     return {
@@ -118,7 +126,7 @@ def posted_form(existing: Profile | None) -> dict[str, Any]:
         "name_zh": form.get("name_zh", ""),
         "tagline": form.get("tagline", ""),
         "tagline_zh": form.get("tagline_zh", ""),
-        "facets": facets[:60] + [("", "", "")],
+        "facets": facets + [("", "", "")],
         "examples": form.get("examples", ""),
         "tags": form.get("tags", ""),
         "active": form.get("active") == "yes",
