@@ -71,3 +71,11 @@ def test_planner_pages_keep_the_csp_and_label_every_control(
     # The funnel, the funnel by day, pairings per celebrity, pairings per day, top-1 scores.
     assert len(dashboard.svgs) == 5
     assert all(svg.get("role") == "img" and svg.get("aria-labelledby") for svg in dashboard.svgs)
+
+
+def test_the_planner_header_names_the_selected_campaign_not_the_sample(
+    planner: FlaskClient,
+) -> None:
+    page = planner.get("/planner/").get_data(as_text=True)
+    assert '<p class="brand">Lueur · Lueur launch · Planner</p>' in page
+    assert "Maison Aurelle" not in page.split("</header>")[0]
