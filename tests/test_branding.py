@@ -26,13 +26,13 @@ from matcher.index import build_index
 from matcher.matching import Matcher
 from matcher.profiles import load_profiles
 from matcher.store import CampaignSettings, create_campaign, find_campaign
+from matcher.store.brand_images import prepare_image
 from matcher.store.branding import (
     SAMPLE_CELEBRITIES,
     Branding,
     branding_for,
     check_branding,
     contrast,
-    prepare_image,
     sample_branding,
     save_branding,
 )
@@ -680,3 +680,31 @@ def test_a_shared_result_lasts_as_long_as_the_campaign_keeps_pairings(acme: Flas
     with acme.extensions["matcher.db"].write() as session:
         session.execute(update(SharedResultRow).values(created_at=old))
     assert acme.test_client().get(location.split("?")[0]).status_code == 404
+
+
+def test_the_purge_deletes_shared_results_past_retention(acme: Flask) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import func, select, update
+
+    from matcher.store.privacy import purge_expired
+
+    db = acme.extensions["matcher.db"]
+    client = acme.test_client()
+    pair_at(client, "/c/acme/?lang=en", DIVER, lang="en")
+    pair_at(client, "/c/acme/?lang=en", DIVER, lang="en")
+    campaign = find_campaign(db, "acme")
+    assert campaign is not None
+    old = datetime.now(UTC) - timedelta(days=campaign.retention_days + 1)
+    with db.write() as session:
+        first = session.scalars(select(SharedResultRow.token).limit(1)).one()
+        session.execute(
+            update(SharedResultRow).where(SharedResultRow.token == first).values(created_at=old)
+        )
+    purge_expired(db, dry_run=True)
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(SharedResultRow)) == 2
+    purge_expired(db)
+    with db.read() as session:
+        tokens = set(session.scalars(select(SharedResultRow.token)))
+    assert len(tokens) == 1 and first not in tokens

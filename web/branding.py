@@ -26,14 +26,13 @@ from flask_babel import gettext
 
 from matcher.profiles import Profile
 from matcher.store import DEFAULT_SLUG, Campaign
+from matcher.store.brand_images import LOGO_KEY, portrait_key
 from matcher.store.branding import (
     FONT_STACKS,
-    LOGO_KEY,
     SAMPLE_CELEBRITIES,
     Branding,
     Copy,
     branding_for,
-    portrait_key,
 )
 from matcher.store.campaigns import DEFAULT_CONSENT_TEXT
 
@@ -65,7 +64,7 @@ def forget_branding(app: Flask, campaign_id: int) -> None:
 
 
 def _load(campaign: Campaign, celebrity_ids: frozenset[str]) -> _Cached:
-    from matcher.store.branding import image_versions
+    from matcher.store.brand_images import image_versions
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     cache = _cache(app)

@@ -3,7 +3,7 @@
 GET shows the form. POST checks the form, calls the core, stores the
 pairing and redirects (303) to the result's own page, so reloading the
 result never sends the form again. That page lives at a random token
-(:func:`matcher.store.branding.create_share`) and holds who the shopper was
+(:func:`matcher.store.shares.create_share`) and holds who the shopper was
 paired with and why (the facets, as lines a planner wrote or made for the
 facet, never the profile's briefing copy), not what the shopper wrote: the
 same URL can be shared. The shopper's reference and whether their words were
@@ -31,7 +31,7 @@ from matcher.limits import MAX_TEXT_CHARS
 from matcher.matching import Match
 from matcher.profiles import Profile
 from matcher.store import NewPairing
-from matcher.store.branding import SharedResult, create_share, find_share
+from matcher.store.shares import SharedResult, create_share, find_share
 from matcher.text import valid_ref
 
 from .branding import Brand, current_brand, known_facet_label, shopper_endpoint

@@ -22,7 +22,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from matcher.errors import InputError
 from matcher.profiles import ID_PATTERN
-from matcher.store.branding import LOGO_KEY, find_image, portrait_key
+from matcher.store.brand_images import LOGO_KEY, find_image, portrait_key
 from matcher.store.events import record_event
 
 from .branding import current_brand

@@ -7,13 +7,8 @@ stored. Every field is optional: what a planner leaves out, the web layer
 fills with neutral defaults made from the campaign's own name and brand, in
 the page's language, never with another campaign's words.
 
-Images (a logo, a portrait per celebrity) are decoded with Pillow, checked
-(type, size, pixel count), re-encoded (so nothing but pixels survives: no
-metadata, no trailing bytes, no polyglot file) and stored in the database, so
-every server answers with the same bytes. A :class:`SharedResult` is a
-pairing's outcome a shopper can reopen or share at a random URL: the
-celebrity, the facets the reasons came from and the runners-up, never the
-shopper's text or reference.
+Images (a logo, a portrait per celebrity) are in :mod:`matcher.store.brand_images`;
+results a shopper can reopen or share in :mod:`matcher.store.shares`.
 
 The sample roster's campaign ("Maison Aurelle · Lueur") is data like any
 other: :func:`sample_branding` is its seed, used only for a campaign serving
@@ -22,13 +17,7 @@ exactly the sample roster.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import re
-import secrets
-import warnings
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -42,13 +31,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sqlalchemy import delete, select
 
 from ..errors import InputError
 from ..limits import MAX_PICK_CHARS, MAX_PICKS
 from ..text import has_controls
 from .database import Database
-from .schema import BrandImageRow, CampaignBrandingRow, SharedResultRow, as_utc
+from .schema import CampaignBrandingRow
 
 #: The languages every page is written in; copy is set per language.
 LANGUAGES = ("en", "zh")
@@ -79,18 +67,6 @@ FontName = Literal["modern", "serif", "didone", "geometric"]
 MIN_TEXT_CONTRAST = 4.5
 #: WCAG 1.4.11: a button's edge against the page.
 MIN_EDGE_CONTRAST = 3.0
-
-#: Largest image upload accepted, before decoding.
-MAX_IMAGE_BYTES = 5 * 1024 * 1024
-#: Pixels a decoded upload may have: a small file that decodes to gigabytes is refused.
-MAX_IMAGE_PIXELS = 40_000_000
-MIN_PORTRAIT_SIDE = 160
-MIN_LOGO_SIDE = 16
-#: Stored sizes: a portrait's longer side and a logo's, enough for a 3x phone screen.
-PORTRAIT_SIDE = 720
-LOGO_SIDE = 800
-IMAGE_FORMATS = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp"}
-LOGO_KEY = "logo"
 
 
 def _plain(value: str) -> str:
@@ -440,222 +416,3 @@ SAMPLE_BRANDING: dict[str, Any] = {
         for celebrity in sorted(SAMPLE_CELEBRITIES)
     },
 }
-
-
-# -- images --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BrandImage:
-    """A stored logo or portrait."""
-
-    key: str
-    content_type: str
-    data: bytes
-    digest: str
-    width: int
-    height: int
-
-
-def portrait_key(celebrity_id: str) -> str:
-    return f"portrait:{celebrity_id}"
-
-
-def prepare_image(data: bytes, *, logo: bool = False) -> BrandImage:
-    """Decode an upload, check it and re-encode it: JPEG for a portrait, PNG for a logo.
-
-    Raises:
-        InputError: empty, too large, not a JPEG, PNG or WebP image, broken,
-            too many pixels, or too small to look sharp.
-    """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    what = "the logo" if logo else "the portrait"
-    if not data:
-        raise InputError(f"{what}: the file is empty")
-    if len(data) > MAX_IMAGE_BYTES:
-        raise InputError(
-            f"{what}: the file is {len(data) / 1e6:.1f} MB; send at most "
-            f"{MAX_IMAGE_BYTES // (1024 * 1024)} MB"
-        )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image: Image.Image = Image.open(io.BytesIO(data), formats=list(IMAGE_FORMATS))
-            if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise InputError(
-                    f"{what}: {image.width}x{image.height} pixels is more than we take; "
-                    "send a smaller image"
-                )
-            image.load()
-    except InputError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(f"{what}: it has more pixels than we take; send a smaller image") from None
-    except UnidentifiedImageError:
-        raise InputError(f"{what}: not a JPEG, PNG or WebP image we can read") from None
-    except (OSError, SyntaxError, ValueError):
-        raise InputError(f"{what}: the image is damaged and cannot be read") from None
-    image = ImageOps.exif_transpose(image)
-    smallest = MIN_LOGO_SIDE if logo else MIN_PORTRAIT_SIDE
-    if min(image.size) < smallest:
-        raise InputError(
-            f"{what}: {image.width}x{image.height} pixels is too small; "
-            f"send at least {smallest} pixels on each side"
-        )
-    out = io.BytesIO()
-    if logo:
-        image = image.convert("RGBA")
-        image.thumbnail((LOGO_SIDE, LOGO_SIDE))
-        image.save(out, "PNG", optimize=True)
-        content_type = "image/png"
-    else:
-        if image.mode in ("RGBA", "LA", "P"):
-            rgba = image.convert("RGBA")
-            flat = Image.new("RGB", rgba.size, (255, 255, 255))
-            flat.paste(rgba, mask=rgba.getchannel("A"))
-            image = flat
-        image = image.convert("RGB")
-        image.thumbnail((PORTRAIT_SIDE, PORTRAIT_SIDE))
-        image.save(out, "JPEG", quality=86, optimize=True, progressive=True)
-        content_type = "image/jpeg"
-    encoded = out.getvalue()
-    key = LOGO_KEY if logo else ""
-    return BrandImage(
-        key=key,
-        content_type=content_type,
-        data=encoded,
-        digest=hashlib.sha256(encoded).hexdigest()[:16],
-        width=image.width,
-        height=image.height,
-    )
-
-
-def save_image(db: Database, campaign_id: int, key: str, image: BrandImage) -> BrandImage:
-    """Store a prepared image under ``key`` (``logo`` or :func:`portrait_key`), replacing any."""
-    with db.write() as session:
-        row = session.get(BrandImageRow, (campaign_id, key))
-        if row is None:
-            row = BrandImageRow(campaign_id=campaign_id, key=key)
-            session.add(row)
-        row.content_type = image.content_type
-        row.data = image.data
-        row.digest = image.digest
-        row.width = image.width
-        row.height = image.height
-    return BrandImage(key, image.content_type, image.data, image.digest, image.width, image.height)
-
-
-def find_image(db: Database, campaign_id: int, key: str) -> BrandImage | None:
-    with db.read() as session:
-        row = session.get(BrandImageRow, (campaign_id, key))
-        if row is None:
-            return None
-        return BrandImage(row.key, row.content_type, row.data, row.digest, row.width, row.height)
-
-
-def image_versions(db: Database, campaign_id: int) -> dict[str, str]:
-    """Each stored image's key and digest (for URLs), without reading the bytes."""
-    with db.read() as session:
-        rows = session.execute(
-            select(BrandImageRow.key, BrandImageRow.digest).where(
-                BrandImageRow.campaign_id == campaign_id
-            )
-        ).all()
-        return {key: digest for key, digest in rows}
-
-
-def delete_image(db: Database, campaign_id: int, key: str) -> None:
-    with db.write() as session:
-        session.execute(
-            delete(BrandImageRow).where(
-                BrandImageRow.campaign_id == campaign_id, BrandImageRow.key == key
-            )
-        )
-
-
-# -- shared results --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SharedResult:
-    """A result at a random URL: the celebrity and how they were chosen, no shopper text."""
-
-    token: str
-    campaign_id: int
-    celebrity_id: str
-    #: The facets the reasons came from, best first.
-    facets: tuple[str, ...]
-    #: The fit figure, 0-100, of the celebrity among the roster.
-    percent: int
-    #: Runners-up as (celebrity id, percent), best first.
-    others: tuple[tuple[str, int], ...]
-    #: Why the pairing went here under the campaign's limits: best, full or balanced.
-    assignment: str
-    #: The closest celebrity when the limits chose another.
-    first_choice: str | None
-    created_at: datetime
-
-
-def new_share_token() -> str:
-    """An unguessable token: 128 random bits."""
-    return secrets.token_urlsafe(16)
-
-
-def create_share(
-    db: Database,
-    campaign_id: int,
-    celebrity_id: str,
-    *,
-    facets: list[str],
-    percent: int,
-    others: list[tuple[str, int]],
-    assignment: str = "best",
-    first_choice: str | None = None,
-) -> SharedResult:
-    """Store a result to reopen and share; it holds ids and figures, never the shopper's words."""
-    details = {
-        "facets": list(facets),
-        "percent": int(percent),
-        "others": [[cid, int(p)] for cid, p in others],
-        "assignment": assignment,
-        "first_choice": first_choice,
-    }
-    token = new_share_token()
-    with db.write() as session:
-        row = SharedResultRow(
-            token=token, campaign_id=campaign_id, celebrity_id=celebrity_id, details=details
-        )
-        session.add(row)
-        session.flush()
-        created = as_utc(row.created_at)
-    return _shared(token, campaign_id, celebrity_id, details, created)
-
-
-def find_share(db: Database, campaign_id: int, token: str) -> SharedResult | None:
-    """The campaign's shared result ``token``, or ``None`` (a token of another campaign too)."""
-    if not re.fullmatch(r"[A-Za-z0-9_-]{16,64}", token or ""):
-        return None
-    with db.read() as session:
-        row = session.get(SharedResultRow, token)
-        if row is None or row.campaign_id != campaign_id:
-            return None
-        return _shared(
-            row.token, row.campaign_id, row.celebrity_id, row.details, as_utc(row.created_at)
-        )
-
-
-def _shared(
-    token: str, campaign_id: int, celebrity_id: str, details: dict[str, Any], created: datetime
-) -> SharedResult:
-    return SharedResult(
-        token=token,
-        campaign_id=campaign_id,
-        celebrity_id=celebrity_id,
-        facets=tuple(details.get("facets") or ()),
-        percent=int(details.get("percent") or 0),
-        others=tuple((str(c), int(p)) for c, p in details.get("others") or ()),
-        assignment=str(details.get("assignment") or "best"),
-        first_choice=details.get("first_choice"),
-        created_at=created,
-    )

@@ -32,6 +32,7 @@ from .database import Database, ScrubReport
 from .events import purge_events
 from .rosters import RosterCopies
 from .schema import BatchRow, CampaignRow, PairingRow, as_utc, utcnow
+from .shares import purge_shares
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +248,8 @@ def purge_expired(
             with db.read() as session:
                 per_campaign[slug] = len(session.scalars(select(PairingRow.id).where(old)).all())
             continue
+        # Shared result links go at the same age as the pairings they show.
+        purge_shares(db, campaign_id, cutoff)
         with db.write() as session:
             result = session.execute(delete(PairingRow).where(old))
             per_campaign[slug] = int(getattr(result, "rowcount", 0) or 0)

@@ -23,19 +23,15 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from matcher.errors import InputError
 from matcher.profiles import Profile
-from matcher.store.branding import (
-    FONT_STACKS,
-    LANGUAGES,
+from matcher.store.brand_images import (
     LOGO_KEY,
     BrandImage,
-    Branding,
     delete_image,
     portrait_key,
     prepare_image,
-    problems_of,
-    save_branding,
     save_image,
 )
+from matcher.store.branding import FONT_STACKS, LANGUAGES, Branding, problems_of, save_branding
 from matcher.text import has_controls
 
 from ..branding import brand_of, current_brand, forget_branding, shopper_endpoint
