@@ -26,6 +26,9 @@ read the way they made it:
 - **Counting**: :func:`count_rows` counts data rows only (never the header,
   never wholly empty rows), so a progress bar of 20 shoppers ends at 20.
 
+Encodings are worked out in :mod:`matcher.encodings`, workbooks opened in
+:mod:`matcher.batch_xlsx`; this module turns either into rows.
+
 Every message names the file by the name given (the name the planner
 uploaded, never a temporary file's) and the line: for CSV and JSON Lines the
 line of the file where the row ends, for Excel the sheet's row number.
@@ -34,7 +37,6 @@ Messages never quote a row's text, which is personal data.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import json
 import re
@@ -44,6 +46,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from .batch_rows import BadRow, ShopperRow
+from .batch_xlsx import cell_text, open_sheet, sheet_header
+from .encodings import encoding_label, encoding_of
 from .errors import BatchInputError, InputError
 from .limits import MAX_TEXT_CHARS
 from .text import validate_text
@@ -92,21 +96,9 @@ TEXT_NAMES = (
     "描述",
     "回答",
 )
+
+
 #: What the encodings are called in messages.
-_LABELS = {
-    "utf-8": "UTF-8",
-    "utf-8-sig": "UTF-8",
-    "utf-16": "UTF-16",
-    "utf-16-le": "UTF-16",
-    "utf-16-be": "UTF-16",
-    "utf-32": "UTF-32",
-    "gb18030": "GB18030 (GBK)",
-    "big5": "Big5",
-    "shift_jis": "Shift JIS",
-    "euc_kr": "EUC-KR",
-}
-
-
 @dataclass(frozen=True)
 class InputFile:
     """A shopper file as it was found: its type, encoding, delimiter and columns.
@@ -124,7 +116,7 @@ class InputFile:
 
     @property
     def encoding_label(self) -> str:
-        return _LABELS.get(self.encoding or "", self.encoding or "")
+        return encoding_label(self.encoding or "")
 
 
 def input_format(path: str | Path, name: str | None = None) -> str:
@@ -152,7 +144,7 @@ def describe_input(path: str | Path, *, name: str | None = None) -> InputFile:
     shown = name or path.name
     fmt = input_format(path, name)
     if fmt == "xlsx":
-        return InputFile(path, shown, fmt, columns=tuple(_xlsx_header(path, shown)[1]))
+        return InputFile(path, shown, fmt, columns=tuple(sheet_header(path, shown)[1]))
     encoding = detect_encoding(path, shown)
     if fmt == "jsonl":
         return InputFile(path, shown, fmt, encoding, columns=tuple(_jsonl_keys(path, encoding)))
@@ -175,55 +167,6 @@ def detect_encoding(path: Path, name: str | None = None) -> str:
     except OSError as exc:
         raise BatchInputError(f"cannot read {name or path.name}: {exc.strerror}") from exc
     return encoding_of(sample, complete=not more)
-
-
-def encoding_of(sample: bytes, *, complete: bool = True) -> str:
-    """The encoding of a file starting with ``sample`` (the whole file when ``complete``)."""
-    if sample.startswith(codecs.BOM_UTF32_LE) or sample.startswith(codecs.BOM_UTF32_BE):
-        return "utf-32"
-    if sample.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    if sample.startswith(codecs.BOM_UTF16_LE) or sample.startswith(codecs.BOM_UTF16_BE):
-        return "utf-16"
-    utf16 = _utf16_without_mark(sample, complete)
-    if utf16 is not None:
-        return utf16
-    if _decodes(sample, "utf-8", complete):
-        return "utf-8"
-    if _decodes(sample, "gb18030", complete):
-        return "gb18030"
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(sample, cp_isolation=["big5", "shift_jis", "euc_kr"]).best()
-    if best is not None and _decodes(sample, best.encoding, complete):
-        return str(best.encoding)
-    # Mostly UTF-8 with a few bad bytes: those rows are reported, the rest read.
-    return "utf-8"
-
-
-def _utf16_without_mark(sample: bytes, complete: bool) -> str | None:
-    """UTF-16 without a byte-order mark: its ASCII characters (ids, commas, line
-    ends) put NUL bytes on one side of each pair, which no text file in a
-    byte encoding has. (Such bytes can be valid UTF-8, hence this test first.)"""
-    nuls = sample.count(b"\x00")
-    if nuls * 50 < len(sample):
-        return None
-    even, odd = sample[0::2].count(b"\x00"), sample[1::2].count(b"\x00")
-    if max(even, odd) * 10 < nuls * 9:
-        return None
-    encoding = "utf-16-be" if even > odd else "utf-16-le"
-    if len(sample) % 2 and not complete:
-        sample = sample[:-1]
-    return encoding if _decodes(sample, encoding, complete) else None
-
-
-def _decodes(sample: bytes, encoding: str, complete: bool) -> bool:
-    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
-    try:
-        decoder.decode(sample, final=complete)
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def sniff_delimiter(header_line: str) -> str:
@@ -331,7 +274,7 @@ def read_rows(
     handle: Any
     rows: Iterator[ShopperRow | BadRow]
     if found.format == "xlsx":
-        handle, cells = _open_xlsx(found.path, found.name)
+        handle, cells = open_sheet(found.path, found.name)
         rows = _cell_rows(cells, found, id_column, text_column, max_chars)
     else:
         handle = _open_text(found.path, found.name, found.encoding or "utf-8")
@@ -366,9 +309,9 @@ def count_rows(path: str | Path, *, name: str | None = None) -> int:
     found = describe_input(path, name=name)
     count = 0
     if found.format == "xlsx":
-        workbook, sheet_rows = _open_xlsx(found.path, found.name)
+        workbook, sheet_rows = open_sheet(found.path, found.name)
         try:
-            count = sum(1 for _, row in sheet_rows if any(_cell(v).strip() for v in row))
+            count = sum(1 for _, row in sheet_rows if any(cell_text(v).strip() for v in row))
         finally:
             workbook.close()
         return count
@@ -419,10 +362,6 @@ def _delimited(delimiter: str) -> type[csv.Dialect]:
     return Delimited
 
 
-def _label(encoding: str) -> str:
-    return _LABELS.get(encoding, encoding)
-
-
 def _csv_header(reader: Any, name: str, encoding: str) -> list[str]:
     """Read the header (the first non-empty line) and return its column names."""
     while True:
@@ -436,7 +375,7 @@ def _csv_header(reader: Any, name: str, encoding: str) -> list[str]:
             break
     if _has_surrogates("".join(header)):
         raise BatchInputError(
-            f"{name}: line {reader.line_num}: the header is not valid {_label(encoding)}"
+            f"{name}: line {reader.line_num}: the header is not valid {encoding_label(encoding)}"
         )
     return [cell.strip().lstrip("\ufeff") for cell in header]
 
@@ -495,7 +434,7 @@ def _jsonl_records(
         if not line.strip():
             continue
         if _has_surrogates(line):
-            yield BadRow(line_number, None, f"not valid {_label(encoding)}")
+            yield BadRow(line_number, None, f"not valid {encoding_label(encoding)}")
             continue
         try:
             record = json.loads(line, parse_constant=_reject_constant)
@@ -540,93 +479,6 @@ def _reject_constant(name: str) -> Any:
 # -- Excel --------------------------------------------------------------------------------
 
 
-def _open_xlsx(path: Path, name: str) -> tuple[Any, Iterator[tuple[int, tuple[Any, ...]]]]:
-    """The workbook (to close) and its first sheet's rows after the header, numbered."""
-    book, header_row, _ = _xlsx_open(path, name)
-    sheet = book.sheet
-    first = sheet.start[0] + 1 if sheet.start else 1
-    rows = (
-        (number, tuple(values))
-        for number, values in enumerate(sheet.iter_rows(), start=first)
-        if number > header_row
-    )
-    return book, rows
-
-
-def _xlsx_header(path: Path, name: str) -> tuple[int, list[str]]:
-    book, header_row, header = _xlsx_open(path, name)
-    book.close()
-    return header_row, header
-
-
-def _xlsx_open(path: Path, name: str) -> tuple[_Book, int, list[str]]:
-    from python_calamine import CalamineWorkbook
-
-    try:
-        handle = open(path, "rb")
-    except OSError as exc:
-        raise BatchInputError(f"cannot read {name}: {exc.strerror}") from exc
-    try:
-        # Opened from the handle: a path is judged by its extension, and an
-        # upload being read may be kept under any name.
-        workbook = CalamineWorkbook.from_filelike(handle)
-        if not workbook.sheet_names:
-            raise BatchInputError(f"{name}: the workbook has no sheet")
-        book = _Book(workbook, workbook.get_sheet_by_index(0), handle)
-    except BatchInputError:
-        handle.close()
-        raise
-    except Exception as exc:  # calamine's errors: not a zip, not a workbook, a broken part
-        handle.close()
-        raise BatchInputError(
-            f"{name}: not an Excel .xlsx workbook ({type(exc).__name__}); "
-            "save it from Excel as .xlsx or CSV"
-        ) from None
-    sheet = book.sheet
-    first = sheet.start[0] + 1 if sheet.start else 1
-    for number, values in enumerate(sheet.iter_rows(), start=first):
-        header = [_cell(value).strip() for value in values]
-        if any(header):
-            while header and not header[-1]:
-                header.pop()
-            return book, number, header
-    book.close()
-    raise BatchInputError(f"{name}: the first sheet is empty")
-
-
-class _Book:
-    """A workbook, its first sheet and the file it reads, closed together."""
-
-    def __init__(self, workbook: Any, sheet: Any, handle: IO[bytes]) -> None:
-        self.sheet = sheet
-        self._workbook = workbook
-        self._handle = handle
-
-    def close(self) -> None:
-        """Close both; closing twice (the rows' end, then the caller) is harmless."""
-        from python_calamine import WorkbookClosed
-
-        try:
-            self._workbook.close()
-        except WorkbookClosed:
-            pass
-        finally:
-            self._handle.close()
-
-
-def _cell(value: Any) -> str:
-    """A cell as text: whole numbers without ``.0`` (ids typed as numbers), dates in ISO form."""
-    if value is None or value == "":
-        return ""
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    if hasattr(value, "isoformat"):
-        return str(value.isoformat())
-    return str(value)
-
-
 def _cell_rows(
     cells: Iterator[tuple[int, tuple[Any, ...]]],
     found: InputFile,
@@ -638,7 +490,7 @@ def _cell_rows(
     text_at = find_column(found.columns, text_column)
     assert id_at is not None and text_at is not None
     for number, values in cells:
-        row = [_cell(value) for value in values]
+        row = [cell_text(value) for value in values]
         if not any(cell.strip() for cell in row):
             continue
         shopper_id = row[id_at].strip() if id_at < len(row) else ""
@@ -654,7 +506,7 @@ def checked(
 ) -> ShopperRow | BadRow:
     """A row as read, or the bad row it is (an unreadable byte, a blank id, a bad text)."""
     if _has_surrogates(shopper_id) or _has_surrogates(text):
-        return BadRow(line, None, f"not valid {_label(encoding)}")
+        return BadRow(line, None, f"not valid {encoding_label(encoding)}")
     if not shopper_id:
         return BadRow(line, None, "id is blank")
     try:

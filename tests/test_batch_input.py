@@ -21,7 +21,6 @@ from matcher.batch import BatchSummary, nothing_read, read_shoppers, run_batch
 from matcher.batch_input import (
     count_rows,
     describe_input,
-    encoding_of,
     find_column,
     guess_columns,
     read_rows,
@@ -29,6 +28,7 @@ from matcher.batch_input import (
 )
 from matcher.batch_rows import BadRow, ShopperRow
 from matcher.cli import cli
+from matcher.encodings import encoding_of
 from matcher.errors import BatchInputError
 from matcher.matching import Matcher
 
