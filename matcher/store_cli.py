@@ -59,23 +59,35 @@ def open_database(url: str | None, *, profiles_dir: str | None = None) -> Databa
     return database
 
 
+def rosters_root() -> Path:
+    """Where every campaign roster but the default one must be: as ``matcher serve`` sees it."""
+    configured = os.environ.get("MATCHER_ROSTERS_DIR")
+    return Path(configured or instance_dir() / "rosters").resolve()
+
+
 def checked_roster(folder: str) -> str:
-    """A roster folder that exists, lies inside ``MATCHER_ROSTERS_DIR`` when set, and validates.
+    """A roster folder inside :func:`rosters_root` (a relative one is taken there) that validates.
+
+    The same rule the server applies when it loads the roster, so a campaign
+    the command accepts is one the server can serve.
 
     Raises:
-        click.BadParameter: the folder is missing, outside the rosters root, or
-            its profiles have problems (each with file, line and field).
+        click.BadParameter: the folder is outside the rosters root, missing,
+            or its profiles have problems (each with file, line and field).
     """
     from .errors import ConfigError, ProfileError
     from .profiles import confined_folder, load_profiles
 
-    root = os.environ.get("MATCHER_ROSTERS_DIR")
+    root = rosters_root()
     try:
-        path = confined_folder(root, folder) if root else Path(folder)
+        path = confined_folder(root, folder)
     except ConfigError as exc:
-        raise click.BadParameter(str(exc), param_hint="--profiles") from None
+        raise click.BadParameter(
+            f"{exc} (MATCHER_ROSTERS_DIR; a relative folder is taken there)",
+            param_hint="--profiles",
+        ) from None
     if not path.is_dir():
-        raise click.BadParameter(f"{folder} is not a folder", param_hint="--profiles")
+        raise click.BadParameter(f"{folder} is not a folder inside {root}", param_hint="--profiles")
     try:
         load_profiles(path, within=root)
     except ProfileError as exc:

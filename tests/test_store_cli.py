@@ -19,6 +19,12 @@ from .conftest import write_roster
 from .test_store import TEXTS, make_campaign, record, rows, set_created, utc
 
 
+@pytest.fixture(autouse=True)
+def rosters_inside_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Campaign rosters must be inside MATCHER_ROSTERS_DIR; the tests make theirs in tmp_path."""
+    monkeypatch.setenv("MATCHER_ROSTERS_DIR", str(tmp_path))
+
+
 def invoke(runner: CliRunner, url: str, *args: str, input: str | None = None) -> Result:
     return runner.invoke(cli, [*args, "--database", url], input=input)
 
@@ -222,6 +228,21 @@ def test_campaign_add_keeps_rosters_inside_the_rosters_root(
         env={"MATCHER_ROSTERS_DIR": str(root)},
     )
     assert_one_line_error(result, "--profiles", f"inside {root.resolve()}", code=2)
+
+
+def test_campaign_add_takes_a_relative_folder_inside_the_rosters_root(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MATCHER_ROSTERS_DIR")
+    monkeypatch.setenv("MATCHER_INSTANCE_DIR", str(tmp_path / "instance"))
+    monkeypatch.delenv("MATCHER_DATABASE_URL", raising=False)
+    write_roster(tmp_path / "instance" / "rosters" / "spring")
+    args = ["campaign", "add", "spring", "--name", "Spring pop-up", "--brand", "Lueur"]
+    added = runner.invoke(cli, [*args, "--profiles", "spring"])
+    assert added.exit_code == 0, added.output
+    elsewhere = write_roster(tmp_path / "elsewhere")
+    refused = runner.invoke(cli, [*args[:2], "autumn", *args[3:], "--profiles", str(elsewhere)])
+    assert refused.exit_code == 2 and "must be a folder inside" in refused.output
 
 
 def test_a_fresh_instance_lists_and_exports_the_default_campaign(
