@@ -179,3 +179,12 @@ def test_bad_corrections_are_refused(
     assert 'role="alert"' in response.get_data(as_text=True)
     assert versions(app) == [1]
     assert app.extensions["matcher"] is sample_matcher
+
+
+def test_a_chinese_try_page_names_the_celebrity_in_chinese(planner: FlaskClient) -> None:
+    page = post(planner, "/planner/try?lang=zh", {"text": SHOPPER_TEXTS[0], "lang": "zh"})
+    body = page.get_data(as_text=True)
+    verdict = re.search(r'<p class="(?:hint|warning)"[^>]*>([^<]+)</p>', body)
+    assert verdict, body
+    # SHOPPER_TEXTS[0] (oolong, essays, meditation) fits Chen An, 陈安, best.
+    assert "陈安" in verdict.group(1) and "Chen An" not in verdict.group(1)
