@@ -142,7 +142,11 @@ def test_a_large_upload_shows_its_time_left_and_is_cancelled(
     planner: Page, site: str, tmp_path: Path
 ) -> None:
     source = tmp_path / "crm-export.csv"
-    lines = ["ID,Text"] + [f"crm-{n},{SHOPPERS[n % 4][1].replace(',', ' ')}" for n in range(3000)]
+    # Every text its own (a repeated text is embedded once), so the job runs long enough to watch.
+    lines = ["ID,Text"] + [
+        f"crm-{n},{SHOPPERS[n % 4][1].replace(',', ' ')} (member since {2000 + n % 25}, visit {n})"
+        for n in range(3000)
+    ]
     source.write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
     planner.goto(f"{site}/planner/batches?lang=en")
     planner.set_input_files("#file", str(source))
